@@ -1,0 +1,54 @@
+# The two commands of the README: `make demo` and `make test`. Both build their own virtualenvs
+# with pinned dependencies (constraints/*.txt) and reuse them while the pins are unchanged.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+VENV2 := .venv-airflow2
+PIP_VERSION := 26.3
+PYTEST_ARGS ?=
+
+.PHONY: help venv venv-airflow2 lint test test-airflow3 test-airflow2 demo bench bench-smoke clean
+
+help:
+	@echo "make demo   - send, wait for delivery and export the report against the sandbox"
+	@echo "make test   - lint, types and the test suite on Airflow 3 and Airflow 2.11"
+	@echo "make bench  - the benchmarks (prints a table, writes benchmarks/results.json)"
+
+$(VENV)/.installed: pyproject.toml constraints/airflow-3.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
+	$(VENV)/bin/python -m pip install -q -c constraints/airflow-3.txt -e '.[amazon,parquet,test]'
+	touch $@
+
+$(VENV2)/.installed: pyproject.toml constraints/airflow-2.txt
+	test -x $(VENV2)/bin/python || $(PYTHON) -m venv $(VENV2)
+	$(VENV2)/bin/python -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
+	$(VENV2)/bin/python -m pip install -q -c constraints/airflow-2.txt -e '.[amazon,test]'
+	touch $@
+
+venv: $(VENV)/.installed
+venv-airflow2: $(VENV2)/.installed
+
+lint: venv
+	$(VENV)/bin/ruff check airflow_provider_easify tests example_dags benchmarks
+	$(VENV)/bin/mypy airflow_provider_easify
+
+test-airflow3: venv
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-airflow2: venv-airflow2
+	$(VENV2)/bin/python -m pytest $(PYTEST_ARGS)
+
+test: lint test-airflow3 test-airflow2
+
+demo: venv
+	$(VENV)/bin/python -m airflow_provider_easify.demo
+
+bench: venv
+	$(VENV)/bin/python benchmarks/run_all.py
+
+bench-smoke: venv
+	$(VENV)/bin/python benchmarks/run_all.py --smoke
+
+clean:
+	rm -rf $(VENV) $(VENV2) build *.egg-info

@@ -1,0 +1,133 @@
+"""Typed exceptions for the Easify provider.
+
+Everything raised by this package derives from :class:`EasifyError`, an ``AirflowException``.
+Errors answered by the API derive from :class:`EasifyApiError` and carry the HTTP status code,
+the server's message and its ``errors`` payload. Arguments refused locally, before any request,
+raise :class:`EasifyInvalidParameterError`, which names the parameter and what is allowed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowException
+
+
+class EasifyError(AirflowException):
+    """Base class of every error raised by the Easify provider."""
+
+
+class EasifyInvalidParameterError(EasifyError, ValueError):
+    """An argument was refused locally; nothing was sent."""
+
+    def __init__(self, parameter: str, value: Any, allowed: str) -> None:
+        self.parameter = parameter
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"Invalid {parameter}={value!r}: {allowed}")
+
+
+class EasifyConfigurationError(EasifyError):
+    """The Airflow connection is incomplete or malformed (for example, no API token)."""
+
+
+class EasifyApiError(EasifyError):
+    """The Easify API answered with an error."""
+
+    #: Whether repeating the same request later may succeed.
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        errors: Any = None,
+        endpoint: str | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.message = message
+        self.errors = errors if errors is not None else []
+        self.endpoint = endpoint
+        where = f" on {endpoint}" if endpoint else ""
+        if status_code is None:
+            super().__init__(f"Easify API request failed{where}: {message}")
+        else:
+            super().__init__(f"Easify API error {status_code}{where}: {message}")
+
+
+class EasifyAuthError(EasifyApiError):
+    """401: the token is missing or invalid."""
+
+
+class EasifyPaymentRequiredError(EasifyApiError):
+    """402: the account's subscription has ended."""
+
+
+class EasifyPlanError(EasifyApiError):
+    """403: the account's plan does not include API access."""
+
+
+class EasifyValidationError(EasifyApiError):
+    """400 or 422: the server refused the request's parameters."""
+
+
+class EasifyInvalidRecipientError(EasifyValidationError):
+    """400: the recipient is invalid or blacklisted (a per-recipient problem)."""
+
+
+class EasifyInvalidSenderError(EasifyValidationError):
+    """400: ``from_number`` is not a number of this account."""
+
+
+class EasifyInsufficientCreditsError(EasifyApiError):
+    """400: the account has no credits left (an account-level problem)."""
+
+
+class EasifyRateLimitError(EasifyApiError):
+    """429: too many requests; ``retry_after`` holds the seconds the server asked to wait."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class EasifyServerError(EasifyApiError):
+    """5xx: the server failed."""
+
+    retryable = True
+
+
+class EasifyTransportError(EasifyApiError):
+    """The request got no usable answer: connection refused or dropped, timeout, unparseable body."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, request_sent: bool, **kwargs: Any) -> None:
+        #: False only when the request certainly never reached the server (connect failure).
+        self.request_sent = request_sent
+        super().__init__(message, **kwargs)
+
+
+#: Errors that no retry of the task or of the request can fix.
+NON_RETRYABLE_ERRORS: tuple[type[EasifyError], ...] = (
+    EasifyAuthError,
+    EasifyPaymentRequiredError,
+    EasifyPlanError,
+    EasifyValidationError,
+    EasifyInsufficientCreditsError,
+    EasifyInvalidParameterError,
+    EasifyConfigurationError,
+)
+
+#: Errors that end a bulk run at once because they concern the whole account.
+ACCOUNT_ERRORS: tuple[type[EasifyError], ...] = (
+    EasifyAuthError,
+    EasifyPaymentRequiredError,
+    EasifyPlanError,
+    EasifyInsufficientCreditsError,
+    EasifyInvalidSenderError,
+    EasifyConfigurationError,
+)

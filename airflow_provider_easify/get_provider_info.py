@@ -1,0 +1,79 @@
+"""Provider metadata read by Airflow's ProvidersManager (``apache_airflow_provider`` entry point)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_easify import __version__
+
+INTEGRATION = "Easify"
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-easify",
+        "name": "Easify",
+        "description": "`Easify <https://easify.app/>`__ SMS and MMS: send, wait for delivery and replies, "
+        "export SMS reports and contacts.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": INTEGRATION,
+                "external-doc-url": "https://easify.app/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_easify.hooks.easify"]}],
+        "operators": [
+            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_easify.operators.sms"]}
+        ],
+        "sensors": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_easify.sensors.sms"]}],
+        "triggers": [
+            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_easify.triggers.sms"]}
+        ],
+        "transfers": [
+            {
+                "source-integration-name": INTEGRATION,
+                "target-integration-name": "Amazon Simple Storage Service (S3)",
+                "python-module": "airflow_provider_easify.transfers.easify_to_s3",
+            }
+        ],
+        "notifications": ["airflow_provider_easify.notifications.easify.EasifySmsNotifier"],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_provider_easify.hooks.easify.EasifyHook",
+                "hook-name": "Easify",
+                "connection-type": "easify",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "login", "port"],
+                    "relabeling": {"password": "API token", "host": "API base URL"},
+                    "placeholders": {
+                        "host": "https://backend.easify.app/api/v2",
+                        "password": "Settings > API Settings in the Easify app",
+                    },
+                },
+                "conn-fields": {
+                    "timeout": {
+                        "label": "Timeout (seconds)",
+                        "description": "Timeout of every API request. Default 30.",
+                        "schema": {"type": ["number", "null"], "minimum": 0},
+                    },
+                    "send_per_minute": {
+                        "label": "Sends per minute",
+                        "description": "Client-side pacing of /sms/send per token. Default 15; 0 turns pacing off.",
+                        "schema": {"type": ["integer", "null"], "minimum": 0},
+                    },
+                    "read_per_minute": {
+                        "label": "Reads per minute",
+                        "description": "Client-side pacing of GET endpoints per token. Default 60; 0 turns pacing off.",
+                        "schema": {"type": ["integer", "null"], "minimum": 0},
+                    },
+                    "max_retries": {
+                        "label": "Max retries",
+                        "description": "Retries of 5xx, timeouts and dropped connections. Default 5.",
+                        "schema": {"type": ["integer", "null"], "minimum": 0},
+                    },
+                },
+            }
+        ],
+    }
