@@ -45,7 +45,7 @@ class EasifyApiError(EasifyError):
         errors: Any = None,
         endpoint: str | None = None,
     ) -> None:
-        self.status_code = status_code
+        self.status_code = status_code  # type: ignore[assignment]  # AirflowException types it HTTPStatus
         self.message = message
         self.errors = errors if errors is not None else []
         self.endpoint = endpoint

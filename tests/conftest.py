@@ -49,3 +49,21 @@ def make_hook(sandbox: EasifySandbox, monkeypatch: pytest.MonkeyPatch) -> Callab
         return EasifyHook(easify_conn_id=conn_id)
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def airflow_template_db(tmp_path_factory: pytest.TempPathFactory):
+    from tests.airflow_runner import migrate_template
+
+    return migrate_template(tmp_path_factory.mktemp("airflow_template"))
+
+
+@pytest.fixture
+def airflow_home(tmp_path, airflow_template_db, sandbox):
+    """A throwaway Airflow whose ``easify_default`` connection points at the test's sandbox."""
+    from tests.airflow_runner import AirflowHome
+
+    extra = {"send_per_minute": 0, "read_per_minute": 0, "backoff_base": 0.05, "backoff_max": 0.2, "timeout": 5}
+    return AirflowHome(
+        tmp_path, airflow_template_db, {"AIRFLOW_CONN_EASIFY_DEFAULT": conn_json(sandbox.api_url, sandbox.token, extra)}
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import multiprocessing
 import time
 
@@ -89,7 +90,7 @@ def test_report_windows_cover_range_exactly(days):
     windows = report_windows(start, end)
     assert windows[0][0] == start and windows[-1][1] == end
     assert all((b - a).days + 1 <= 30 for a, b in windows)
-    assert all(nxt[0] == prev[1] + dt.timedelta(days=1) for prev, nxt in zip(windows, windows[1:]))
+    assert all(nxt[0] == prev[1] + dt.timedelta(days=1) for prev, nxt in itertools.pairwise(windows))
     assert sum((b - a).days + 1 for a, b in windows) == days
     assert len(windows) == -(-days // 30)
     assert report_windows(start, end, newest_first=True) == windows[::-1]
@@ -123,10 +124,10 @@ def test_pacer_spaces_calls_across_processes(tmp_path, monkeypatch):
     with multiprocessing.get_context("fork").Pool(3) as pool:
         results = pool.map(_reserve_many, [(url, 4)] * 3)
     stamps = sorted(t for slots in results for t in slots)
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert len(stamps) == 12
     assert min(gaps) >= 0.1 * 0.95, gaps  # 600/min = one every 0.1 s, shared by all processes
 
 
 def test_pacer_off():
-    assert Pacer("u", "t", "read", per_minute=0).reserve() == 0.0
+    assert Pacer(f"u{time.time()}", "t", "read", per_minute=0).reserve() == 0.0

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import requests
+from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 from requests import exceptions as rexc
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
-from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 from airflow_provider_easify.exceptions import (
     EasifyApiError,
     EasifyAuthError,
@@ -71,6 +71,7 @@ class EasifyConnectionSettings:
     max_retries: int = 5
     backoff_base: float = 1.0
     backoff_max: float = 30.0
+    server_timezone: str = "UTC"
 
 
 def same_sms_id(left: object, right: object) -> bool:
@@ -98,7 +99,8 @@ class EasifyHook(BaseHook):
     The connection's password holds the API token, its host the API base URL (empty means
     ``https://backend.easify.app/api/v2``). Extras: ``timeout`` (seconds, default 30),
     ``send_per_minute`` (default 15, 0 disables client pacing), ``read_per_minute`` (default 60,
-    0 disables), ``max_retries`` (default 5), ``backoff_base``/``backoff_max`` (seconds).
+    0 disables), ``max_retries`` (default 5), ``backoff_base``/``backoff_max`` (seconds), ``timezone``
+    (the zone of the API's ``created_at`` timestamps, default UTC).
 
     :param easify_conn_id: The Airflow connection to use.
     """
@@ -176,6 +178,7 @@ class EasifyHook(BaseHook):
             max_retries=int(_extra_number(extra, "max_retries", 5, minimum=0)),
             backoff_base=_extra_number(extra, "backoff_base", 1.0, minimum=0),
             backoff_max=_extra_number(extra, "backoff_max", 30.0, minimum=0),
+            server_timezone=_extra_timezone(extra),
         )
 
     @staticmethod
@@ -223,6 +226,7 @@ class EasifyHook(BaseHook):
         budget: Budget = "read",
         retry_ambiguous: bool = True,
         max_retries: int | None = None,
+        paced: bool = True,
     ) -> dict[str, Any]:
         """Send one API call with pacing, a timeout and retries; return the JSON body.
 
@@ -262,7 +266,7 @@ class EasifyHook(BaseHook):
             before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(self._request_once, method, endpoint, params, json, data, files, budget)
+        return retrying(self._request_once, method, endpoint, params, json, data, files, budget if paced else None)
 
     def _request_once(
         self,
@@ -272,9 +276,10 @@ class EasifyHook(BaseHook):
         json: dict[str, Any] | None,
         data: dict[str, Any] | None,
         files: dict[str, Any] | None,
-        budget: Budget,
+        budget: Budget | None,
     ) -> dict[str, Any]:
-        self._pacers[budget].wait()
+        if budget is not None:
+            self._pacers[budget].wait()
         url = f"{self.settings.base_url}/{endpoint}"
         if files:
             for fileobj in files.values():
@@ -428,11 +433,17 @@ class EasifyHook(BaseHook):
         media: str | os.PathLike[str] | None = None,
         lead_id: str | None = None,
         force_send: bool = False,
+        after_message_id: int | None = None,
+        paced: bool = True,
     ) -> str:
         """Send one SMS (or MMS with ``media``: a URL or a local file path) and return its ``sms_id``.
 
         Never sends twice: a failure after which the server may have recorded the message is
         resolved by looking for it in the conversation before sending again.
+
+        :param after_message_id: The newest message id of the conversation before this send, when the
+            caller already read it (see :meth:`newest_message_id`); saves one history read.
+        :param paced: ``False`` when the caller already reserved send budget with :meth:`reserve_send_slots`.
         """
         sender = sender_digits(from_number, parameter="from_number")
         recipient = parse_phone_number(to_number, country_code, parameter="to_number")
@@ -455,7 +466,9 @@ class EasifyHook(BaseHook):
         if media is not None and media_file is None:
             fields["media"] = str(media)
 
-        watermark = self._newest_message_id(sender, recipient)
+        watermark = (
+            self.newest_message_id(sender, recipient.e164) if after_message_id is None else int(after_message_id)
+        )
         attempts = self.settings.max_retries + 1
         for attempt in range(1, attempts + 1):
             try:
@@ -465,12 +478,14 @@ class EasifyHook(BaseHook):
                         body = self._request(
                             "POST", "sms/send", data=fields,
                             files={"media": (media_file.name, handle, mime)},
-                            budget="send", retry_ambiguous=False,
+                            budget="send", retry_ambiguous=False, paced=paced,
                         )
                 else:
-                    body = self._request("POST", "sms/send", json=fields, budget="send", retry_ambiguous=False)
+                    body = self._request(
+                        "POST", "sms/send", json=fields, budget="send", retry_ambiguous=False, paced=paced
+                    )
             except (EasifyServerError, EasifyTransportError) as exc:
-                recorded = self._find_recorded_send(sender, recipient, message, after_id=watermark)
+                recorded = self.find_sent_message(sender, recipient.e164, message, after_id=watermark)
                 if recorded is not None:
                     self.log.warning(
                         "Send to %s failed (%s) but the server recorded it as %s; not sending again",
@@ -493,23 +508,48 @@ class EasifyHook(BaseHook):
             return sms_id
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _newest_message_id(self, sender: str, recipient: PhoneNumber) -> int:
-        rows = self.get_chat_history(sender, recipient.e164, limit=1)
+    def newest_message_id(self, sender: str, receiver: str, *, country_code: str | None = None) -> int:
+        """The id of the newest message of a conversation (0 when empty): a watermark taken before a send."""
+        rows = self.get_chat_history(sender, receiver, country_code=country_code, limit=1)
         return max((_int_id(row.get("id")) for row in rows), default=0)
 
-    def _find_recorded_send(
-        self, sender: str, recipient: PhoneNumber, message: str | None, *, after_id: int
+    def find_sent_message(
+        self,
+        sender: str,
+        receiver: str,
+        message: str | None,
+        *,
+        country_code: str | None = None,
+        after_id: int = 0,
+        since: dt.datetime | None = None,
+        timezone: str = "UTC",
     ) -> str | None:
-        """After an ambiguous failure: the id of our message if the server recorded it, else None."""
+        """The id of an outgoing message with this exact body sent after ``after_id`` (and at or after
+        ``since``, a timezone-aware datetime; ``created_at`` is read in ``timezone``), else None.
+
+        Used to tell whether a send whose answer was lost was recorded by the server.
+        """
         for limit in _HISTORY_LIMITS:
-            rows = self.get_chat_history(sender, recipient.e164, limit=limit)
-            newer = [row for row in rows if _int_id(row.get("id")) > after_id]
+            rows = self.get_chat_history(sender, receiver, country_code=country_code, limit=limit)
+            newer = [row for row in rows if _int_id(row.get("id")) > after_id and _not_before(row, since, timezone)]
             for row in sorted(newer, key=lambda r: _int_id(r.get("id"))):
                 if row.get("send_by", "sender") == "sender" and (row.get("message") or "") == (message or ""):
                     return str(row["id"])
             if len(newer) < len(rows) or len(rows) < limit:
                 return None
         return None
+
+    def reserve_send_slots(self, count: int) -> tuple[float, float]:
+        """Reserve ``count`` sends of this token's budget at once: ``(start, end)`` epoch seconds.
+
+        The caller may send ``count`` messages from ``start`` without further pacing (pass
+        ``paced=False`` to :meth:`send_sms`); the next reservation of any caller starts at ``end``.
+        """
+        return self._pacers["send"].reserve_block(_positive_int(count, "count"))
+
+    def send_budget_wait(self) -> float:
+        """Seconds until this token's send budget has a free slot (0 when pacing is off)."""
+        return self._pacers["send"].seconds_until_free()
 
     def test_connection(self) -> tuple[bool, str]:
         """Call ``GET /phone-numbers`` and report the outcome (never includes the token)."""
@@ -520,6 +560,51 @@ class EasifyHook(BaseHook):
         except Exception as exc:  # noqa: BLE001 - the UI shows whatever went wrong
             return False, f"{type(exc).__name__}: {exc}"
         return True, f"Connected to {self.settings.base_url}: {len(numbers)} active phone number(s)."
+
+    # ------------------------------------------------------------------ replies (sensors and triggers)
+
+    def get_replies(
+        self, sender: str, receiver: str, *, after_id: int | str, country_code: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Return the incoming messages (``send_by == "receiver"``) newer than message ``after_id``, oldest first.
+
+        Reads the newest 10, 100, then 1000 messages of the conversation until the reference is reached.
+        """
+        reference = _positive_or_zero_int(after_id, "after_id")
+        newer: list[dict[str, Any]] = []
+        for limit in _HISTORY_LIMITS:
+            rows = self.get_chat_history(sender, receiver, country_code=country_code, limit=limit)
+            newer = [row for row in rows if _int_id(row.get("id")) > reference]
+            if len(newer) < len(rows) or len(rows) < limit:
+                break
+        else:
+            self.log.warning(
+                "More than %d messages with %s since message %s: only the newest are searched for replies",
+                _HISTORY_LIMITS[-1], mask_phone(receiver), reference,
+            )
+        replies = [row for row in newer if row.get("send_by") == "receiver"]
+        return sorted(replies, key=lambda row: _int_id(row.get("id")))
+
+
+class EasifySingleAttemptHook(EasifyHook):
+    """An :class:`EasifyHook` that tries every request once and raises what fails, 429s included.
+
+    For triggers: their own loop waits between attempts on the event loop, where the wait can be
+    cancelled, instead of a worker thread sleeping through retries. A 429 still holds back every
+    other caller of the token through the shared pacer.
+    """
+
+    def _request(self, method: str, endpoint: str, **kwargs: Any) -> dict[str, Any]:
+        budget: Budget | None = kwargs.get("budget", "read") if kwargs.get("paced", True) else None
+        try:
+            return self._request_once(
+                method, endpoint, kwargs.get("params"), kwargs.get("json"), kwargs.get("data"), kwargs.get("files"),
+                budget,
+            )
+        except EasifyRateLimitError as exc:
+            if budget is not None:
+                self._pacers[budget].push_back(exc.retry_after)
+            raise
 
 
 # ---------------------------------------------------------------------- helpers
@@ -536,6 +621,26 @@ def _extra_number(extra: dict[str, Any], key: str, default: float, *, minimum: f
     if not number >= minimum:
         raise EasifyConfigurationError(f"Connection extra {key}={value!r} is invalid: must be a number >= {minimum}")
     return number
+
+
+def _extra_timezone(extra: dict[str, Any]) -> str:
+    import pendulum
+
+    name = str(extra.get("timezone") or "UTC")
+    try:
+        pendulum.timezone(name)
+    except Exception:  # noqa: BLE001 - pendulum raises several types for unknown zones
+        raise EasifyConfigurationError(
+            f"Connection extra timezone={name!r} is invalid: must be an IANA time zone such as 'UTC'"
+        ) from None
+    return name
+
+
+def _positive_or_zero_int(value: Any, parameter: str) -> int:
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    if not text.isdigit():
+        raise EasifyInvalidParameterError(parameter, value, "must be a message id (a non-negative integer)")
+    return int(text)
 
 
 def _positive_int(value: Any, parameter: str) -> int:
@@ -584,6 +689,15 @@ def _int_id(value: Any) -> int:
         return int(str(value).strip())
     except (TypeError, ValueError):
         return 0
+
+
+def _not_before(row: dict[str, Any], since: dt.datetime | None, timezone: str) -> bool:
+    if since is None:
+        return True
+    try:
+        return dates.parse_created_at(str(row.get("created_at")), timezone=timezone) >= since
+    except ValueError:
+        return True  # an unreadable timestamp cannot rule the row out
 
 
 def _older_than_all(target: str, rows: list[dict[str, Any]]) -> bool:

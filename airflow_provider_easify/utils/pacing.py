@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 #: Spacing is stretched by this factor so latency jitter never packs one window too full.
-SAFETY_FACTOR = 1.02
+SAFETY_FACTOR = 1.03
 
 _thread_lock = threading.Lock()
 
@@ -57,15 +57,30 @@ class Pacer:
 
     def reserve(self) -> float:
         """Reserve the next slot and return how long to wait for it (seconds, >= 0)."""
-        if self.interval <= 0:
-            return 0.0
+        start, _ = self.reserve_block(1)
+        return max(0.0, start - time.time())
+
+    def reserve_block(self, count: int) -> tuple[float, float]:
+        """Reserve ``count`` consecutive slots: ``(start, end)`` in epoch seconds.
+
+        The holder may spend them at once from ``start`` (a burst the server's fixed window allows);
+        every other caller's next slot begins at ``end``.
+        """
+        now = time.time()
         with self._locked_file() as fd:
             raw = os.pread(fd, 8, 0)
             next_free = struct.unpack("d", raw)[0] if len(raw) == 8 else 0.0
-            now = time.time()
-            slot = max(now, next_free)
-            os.pwrite(fd, struct.pack("d", slot + self.interval), 0)
-        return slot - now
+            start = max(now, next_free)  # a 429 push-back holds callers even with pacing off
+            end = start + self.interval * count
+            if self.interval > 0:
+                os.pwrite(fd, struct.pack("d", end), 0)
+        return start, end
+
+    def seconds_until_free(self) -> float:
+        with self._locked_file() as fd:
+            raw = os.pread(fd, 8, 0)
+        next_free = struct.unpack("d", raw)[0] if len(raw) == 8 else 0.0
+        return max(0.0, next_free - time.time())
 
     def wait(self) -> float:
         """Block until this caller's slot; return the seconds waited."""

@@ -19,7 +19,7 @@ from airflow_provider_easify.exceptions import EasifyInvalidParameterError
 
 SUPPORTED_COUNTRY_CODES: tuple[str, ...] = ("+1", "+972", "+44")
 _ALLOWED_CODES_TEXT = "one of +1, +972, +44 (the countries Easify serves)"
-_PHONE_LIKE = re.compile(r"\+?\d[\d\s().-]{5,}\d")
+_PHONE_LIKE = re.compile(r"(?:\+|%2B)?\d{7,15}")
 
 
 class PhoneNumber(NamedTuple):
@@ -129,4 +129,4 @@ def mask_phone(number: object) -> str:
 
 def mask_phone_numbers_in_text(text: str) -> str:
     """Mask every phone-like digit run in free text (used for log lines and error messages)."""
-    return _PHONE_LIKE.sub(lambda m: mask_phone(m.group(0)), text)
+    return _PHONE_LIKE.sub(lambda m: mask_phone(m.group(0).replace("%2B", "+")), text)

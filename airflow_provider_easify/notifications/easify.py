@@ -1,0 +1,72 @@
+"""Send an SMS from Airflow callbacks: failures, successes, SLA misses and deadline alerts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseNotifier
+
+from airflow_provider_easify.exceptions import EasifyError
+from airflow_provider_easify.hooks.easify import EasifyHook
+from airflow_provider_easify.utils.phone import mask_phone
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+DEFAULT_MESSAGE = (
+    "Airflow: task {{ ti.task_id if ti else 'n/a' }} of DAG {{ dag.dag_id if dag else 'n/a' }} "
+    "(run {{ run_id }}) is {{ (ti.state if ti else None) or 'done' }}."
+)
+
+
+class EasifySmsNotifier(BaseNotifier):
+    """
+    Send an SMS when a callback fires, e.g. ``on_failure_callback=EasifySmsNotifier(...)``.
+
+    :param from_number: One of the account's numbers. Templated.
+    :param to_number: A number or a list of numbers (E.164, or national with ``country_code``). Templated.
+    :param message: The text; templated with the callback's context. By default it names the DAG,
+        the task, the run and the state.
+    :param country_code: Country code for national numbers. Templated.
+    :param easify_conn_id: The Easify connection.
+    """
+
+    template_fields = ("from_number", "to_number", "message", "country_code", "easify_conn_id")
+
+    def __init__(
+        self,
+        from_number: str,
+        to_number: str | Sequence[str],
+        message: str | None = None,
+        country_code: str | None = None,
+        easify_conn_id: str = EasifyHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.from_number = from_number
+        self.to_number = to_number
+        self.message = message or DEFAULT_MESSAGE
+        self.country_code = country_code
+        self.easify_conn_id = easify_conn_id
+
+    def notify(self, context: Context) -> None:
+        hook = EasifyHook(easify_conn_id=self.easify_conn_id)
+        numbers = [self.to_number] if isinstance(self.to_number, str) else list(self.to_number)
+        failures = []
+        for number in numbers:
+            try:
+                sms_id = hook.send_sms(self.from_number, number, self.message, country_code=self.country_code)
+            except EasifyError as exc:
+                failures.append(f"{mask_phone(number)}: {exc}")
+                continue
+            self.log.info("Notification SMS %s sent to %s", sms_id, mask_phone(number))
+        if failures:
+            raise EasifyError(f"Notification SMS not sent to {len(failures)} of {len(numbers)}: {'; '.join(failures)}")
+
+    async def async_notify(self, context: Context) -> None:
+        await asyncio.to_thread(self.notify, context)
+
+
+send_easify_sms_notification = EasifySmsNotifier

@@ -1,0 +1,293 @@
+"""Operators that send SMS and MMS through Easify."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, conf
+
+from airflow_provider_easify.exceptions import (
+    ACCOUNT_ERRORS,
+    NON_RETRYABLE_ERRORS,
+    EasifyError,
+    EasifyInvalidParameterError,
+    EasifyInvalidRecipientError,
+    EasifyValidationError,
+)
+from airflow_provider_easify.hooks.easify import EasifyHook
+from airflow_provider_easify.utils.phone import PhoneNumber, mask_phone, parse_phone_number, sender_digits
+from airflow_provider_easify.utils.segments import count_segments
+from airflow_provider_easify.utils.send_journal import SendJournal
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+
+def fail_fast(exc: EasifyError) -> AirflowFailException:
+    """Turn an error no retry can fix (401/402/403, validation, bad input) into an immediate failure."""
+    failure = AirflowFailException(f"{type(exc).__name__}: {exc} (not retried: retrying cannot fix this)")
+    failure.__cause__ = exc
+    return failure
+
+
+class EasifySendSmsOperator(BaseOperator):
+    """
+    Send one SMS or MMS with Easify and return its ``sms_id`` (the XCom).
+
+    A retried task does not send again: the ``sms_id`` sent by an earlier try is returned instead
+    (kept in the task's durable state on Airflow 3.3+, looked up in the conversation before).
+
+    :param from_number: One of the account's numbers (E.164, or national digits). Templated.
+    :param to_number: The recipient: E.164 (``+13151350000``) or national digits with ``country_code``. Templated.
+    :param message: The text. Required unless ``media`` is given. Templated.
+    :param country_code: ``+1``, ``+972`` or ``+44``, for a national ``to_number``. Templated.
+    :param media: An MMS attachment: a URL, or the path of a local file to upload. Templated.
+    :param lead_id: A CRM lead id to associate the message with. Templated.
+    :param force_send: Send now even outside the account's opening hours.
+    :param easify_conn_id: The Easify connection.
+    """
+
+    template_fields: Sequence[str] = ("from_number", "to_number", "message", "country_code", "media", "lead_id")
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        from_number: str,
+        to_number: str,
+        message: str | None = None,
+        country_code: str | None = None,
+        media: str | None = None,
+        lead_id: str | None = None,
+        force_send: bool = False,
+        easify_conn_id: str = EasifyHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.from_number = from_number
+        self.to_number = to_number
+        self.message = message
+        self.country_code = country_code
+        self.media = media
+        self.lead_id = lead_id
+        self.force_send = force_send
+        self.easify_conn_id = easify_conn_id
+
+    def execute(self, context: Context) -> str:
+        hook = EasifyHook(easify_conn_id=self.easify_conn_id)
+        try:
+            sender = sender_digits(self.from_number, parameter="from_number")
+            recipient = parse_phone_number(self.to_number, self.country_code, parameter="to_number")
+            journal = SendJournal(hook, context)
+            earlier = journal.recall(sender, recipient, self.message)
+            if earlier:
+                self.log.info(
+                    "An earlier try already sent %s to %s; not sending again", earlier, mask_phone(recipient.e164)
+                )
+                return earlier
+            info = count_segments(self.message)
+            self.log.info(
+                "Sending %s from %s to %s: %d segment(s), %s",
+                "MMS" if self.media else "SMS", mask_phone(self.from_number), mask_phone(recipient.e164),
+                info.segments, info.encoding,
+            )
+            watermark = journal.before_send(sender, recipient)
+            sms_id = hook.send_sms(
+                sender, recipient.e164, self.message, media=self.media, lead_id=self.lead_id,
+                force_send=self.force_send, after_message_id=watermark,
+            )
+            journal.record(recipient, sms_id)
+        except NON_RETRYABLE_ERRORS as exc:
+            raise fail_fast(exc) from exc
+        return sms_id
+
+
+class EasifyBulkSendSmsOperator(BaseOperator):
+    """
+    Send one message to many recipients, exactly once each, at the account's send rate.
+
+    ``message`` is a Jinja template rendered for each recipient with the task context plus
+    ``recipient`` (the recipient's fields: ``to_number`` and, for contacts, ``first_name``, ...).
+    Duplicated recipients are sent once. Invalid recipients (bad number, blacklisted,
+    InvalidRecipient) are recorded and skipped unless ``fail_on_invalid``; account-level errors
+    (401/402/403, no credits, invalid sender) stop the run at once. A retry, a crash or a resume
+    never re-sends to a recipient an earlier try reached.
+
+    Returns ``{"sent": {e164: sms_id}, "failed": {number: reason}, "duplicates": [e164, ...],
+    "total": n}``, where ``total`` counts distinct recipients.
+
+    :param from_number: One of the account's numbers. Templated.
+    :param message: The text, a Jinja template rendered per recipient (``Hi {{ recipient.first_name }}``).
+    :param recipients: Numbers, or dicts with ``to_number`` (or ``phone_number``) and any other fields,
+        or a JSON string of those, or an XCom. Templated.
+    :param group_id: Send to every contact of this Easify contact group instead. Templated.
+    :param country_code: Country code for national numbers without their own ``country_code``. Templated.
+    :param media: An MMS attachment for every message (URL or local file). Templated.
+    :param fail_on_invalid: Fail the task on the first invalid recipient instead of skipping it.
+    :param deferrable: Between rate windows, defer to the triggerer instead of holding a worker slot.
+    :param progress_every: Log progress every this many messages.
+    :param easify_conn_id: The Easify connection.
+    """
+
+    template_fields: Sequence[str] = ("from_number", "recipients", "group_id", "country_code", "media")
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        from_number: str,
+        message: str,
+        recipients: Any = None,
+        group_id: int | str | None = None,
+        country_code: str | None = None,
+        media: str | None = None,
+        fail_on_invalid: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        progress_every: int = 10,
+        easify_conn_id: str = EasifyHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (recipients is None) == (group_id is None):
+            raise EasifyInvalidParameterError("recipients", recipients, "give exactly one of recipients or group_id")
+        if not (isinstance(message, str) and message.strip()) and media is None:
+            raise EasifyInvalidParameterError("message", message, "a non-empty message template (or media) is required")
+        self.from_number = from_number
+        self.message = message
+        self.recipients = recipients
+        self.group_id = group_id
+        self.country_code = country_code
+        self.media = media
+        self.fail_on_invalid = fail_on_invalid
+        self.deferrable = deferrable
+        self.progress_every = max(1, int(progress_every))
+        self.easify_conn_id = easify_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        return self._run(context, progress=None)
+
+    def resume(self, context: Context, event: Any = None, progress: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Continue after a deferral between rate windows."""
+        return self._run(context, progress=progress)
+
+    # ------------------------------------------------------------------ the send loop
+
+    def _run(self, context: Context, progress: dict[str, Any] | None) -> dict[str, Any]:
+        hook = EasifyHook(easify_conn_id=self.easify_conn_id)
+        summary = progress or {"sent": {}, "failed": {}, "duplicates": [], "total": 0}
+        try:
+            sender = sender_digits(self.from_number, parameter="from_number")
+            targets, invalid = self._targets(hook)
+            summary["failed"].update(invalid)
+            summary["total"] = len(targets) + len(invalid)
+            summary["duplicates"] = self._duplicates
+            # A resume after deferral carries exact progress; only a new try must consult the journal.
+            journal = SendJournal(hook, context)
+            template = self._message_template()
+            block_size = int(hook.settings.send_per_minute) if self.deferrable else 0
+            budget = 0
+            started = time.monotonic()
+            sent_this_run = 0
+            pending = [t for t in targets if t[0].e164 not in summary["sent"] and t[0].e164 not in summary["failed"]]
+            for index, (recipient, fields) in enumerate(pending):
+                body = template.render(**{**dict(context), "recipient": fields}) if self.message else None
+                earlier = journal.recall(sender, recipient, body)
+                if earlier:
+                    summary["sent"][recipient.e164] = earlier
+                    continue
+                if block_size > 0 and budget == 0:
+                    wait = hook.send_budget_wait()
+                    if wait > 1.0:
+                        self._defer_until(wait, summary, done=len(summary["sent"]), total=summary["total"])
+                    budget = min(block_size, len(pending) - index)
+                    hook.reserve_send_slots(budget)
+                try:
+                    watermark = journal.before_send(sender, recipient)
+                    sms_id = hook.send_sms(
+                        sender, recipient.e164, body, media=self.media, after_message_id=watermark,
+                        paced=block_size == 0,
+                    )
+                except (EasifyInvalidRecipientError, EasifyValidationError) as exc:
+                    if isinstance(exc, ACCOUNT_ERRORS) or self.fail_on_invalid:
+                        raise
+                    summary["failed"][recipient.e164] = exc.message
+                    self.log.warning("Recipient %s refused: %s", mask_phone(recipient.e164), exc.message)
+                    continue
+                finally:
+                    budget = max(0, budget - 1)
+                journal.record(recipient, sms_id)
+                summary["sent"][recipient.e164] = sms_id
+                sent_this_run += 1
+                if sent_this_run % self.progress_every == 0:
+                    self._log_progress(summary, sent_this_run, started, remaining=len(pending) - index - 1)
+        except NON_RETRYABLE_ERRORS as exc:
+            raise fail_fast(exc) from exc
+        self.log.info(
+            "Bulk send done: %d sent, %d failed, %d duplicates, of %d recipients",
+            len(summary["sent"]), len(summary["failed"]), len(summary["duplicates"]), summary["total"],
+        )
+        return summary
+
+    def _defer_until(self, wait: float, summary: dict[str, Any], *, done: int, total: int) -> None:
+        from airflow.providers.common.compat.standard.triggers import TimeDeltaTrigger
+
+        self.log.info("Send budget used up (%d/%d sent); deferring %.1fs until the next rate window", done, total, wait)
+        self.defer(
+            trigger=TimeDeltaTrigger(dt.timedelta(seconds=wait)),
+            method_name="resume",
+            kwargs={"progress": summary},
+        )
+
+    def _log_progress(self, summary: dict[str, Any], sent_now: int, started: float, *, remaining: int) -> None:
+        elapsed = max(time.monotonic() - started, 1e-6)
+        rate = sent_now / elapsed * 60
+        eta = remaining / (sent_now / elapsed)
+        self.log.info(
+            "Progress: %d/%d sent, %d failed, %.1f msg/min, ETA %s",
+            len(summary["sent"]), summary["total"], len(summary["failed"]), rate,
+            dt.timedelta(seconds=round(eta)),
+        )
+
+    def _message_template(self) -> Any:
+        return self.get_template_env().from_string(self.message or "")
+
+    # ------------------------------------------------------------------ recipients
+
+    def _targets(self, hook: EasifyHook) -> tuple[list[tuple[PhoneNumber, dict[str, Any]]], dict[str, str]]:
+        """Distinct valid recipients in input order, and the invalid ones with the reason."""
+        targets: dict[str, tuple[PhoneNumber, dict[str, Any]]] = {}
+        invalid: dict[str, str] = {}
+        self._duplicates: list[str] = []
+        for raw in self._raw_recipients(hook):
+            fields = dict(raw) if isinstance(raw, Mapping) else {"to_number": raw}
+            number = fields.get("to_number") or fields.get("phone_number") or ""
+            try:
+                phone = parse_phone_number(number, fields.get("country_code") or self.country_code)
+            except EasifyInvalidParameterError as exc:
+                if self.fail_on_invalid:
+                    raise
+                invalid[str(number)] = f"invalid number: {exc}"
+                continue
+            fields["to_number"] = phone.e164
+            if phone.e164 in targets:
+                self._duplicates.append(phone.e164)
+            else:
+                targets[phone.e164] = (phone, fields)
+        return list(targets.values()), invalid
+
+    def _raw_recipients(self, hook: EasifyHook) -> Iterable[Any]:
+        if self.group_id is not None:
+            return hook.iter_contacts(group_id=int(self.group_id), order="asc")
+        recipients = self.recipients
+        if isinstance(recipients, str):
+            text = recipients.strip()
+            recipients = json.loads(text) if text.startswith("[") else [p for p in text.split(",") if p.strip()]
+        if isinstance(recipients, (Mapping, str, int)) or not isinstance(recipients, Iterable):
+            raise EasifyInvalidParameterError(
+                "recipients", type(recipients).__name__, "must be a list of numbers or of dicts with to_number"
+            )
+        return list(recipients)
