@@ -72,6 +72,13 @@ class AirflowHome:
         self.env = base_env(self.home, self.dags)
         self.env.update(env or {})
 
+    def set_easify_extra(self, conn_id: str = "easify_default", **extra: Any) -> None:
+        """Change extras of an Easify connection given to this Airflow as ``AIRFLOW_CONN_*``."""
+        name = f"AIRFLOW_CONN_{conn_id.upper()}"
+        conn = json.loads(self.env[name])
+        conn["extra"] = {**conn.get("extra", {}), **extra}
+        self.env[name] = json.dumps(conn)
+
     def add_dag(self, name: str, source: str) -> Path:
         path = self.dags / f"{name}.py"
         path.write_text(textwrap.dedent(source))

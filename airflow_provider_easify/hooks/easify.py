@@ -72,6 +72,7 @@ class EasifyConnectionSettings:
     backoff_base: float = 1.0
     backoff_max: float = 30.0
     server_timezone: str = "UTC"
+    send_window_seconds: float = 60.0
 
 
 def same_sms_id(left: object, right: object) -> bool:
@@ -100,7 +101,8 @@ class EasifyHook(BaseHook):
     ``https://backend.easify.app/api/v2``). Extras: ``timeout`` (seconds, default 30),
     ``send_per_minute`` (default 15, 0 disables client pacing), ``read_per_minute`` (default 60,
     0 disables), ``max_retries`` (default 5), ``backoff_base``/``backoff_max`` (seconds), ``timezone``
-    (the zone of the API's ``created_at`` timestamps, default UTC).
+    (the zone of the API's ``created_at`` timestamps, default UTC), ``send_window_seconds`` (the length
+    of the API's send-limit window, default 60, used to size bursts of deferrable bulk sends).
 
     :param easify_conn_id: The Airflow connection to use.
     """
@@ -179,6 +181,7 @@ class EasifyHook(BaseHook):
             backoff_base=_extra_number(extra, "backoff_base", 1.0, minimum=0),
             backoff_max=_extra_number(extra, "backoff_max", 30.0, minimum=0),
             server_timezone=_extra_timezone(extra),
+            send_window_seconds=_extra_number(extra, "send_window_seconds", 60.0, minimum=0.001),
         )
 
     @staticmethod
@@ -546,6 +549,11 @@ class EasifyHook(BaseHook):
         ``paced=False`` to :meth:`send_sms`); the next reservation of any caller starts at ``end``.
         """
         return self._pacers["send"].reserve_block(_positive_int(count, "count"))
+
+    def send_window_budget(self) -> int:
+        """Sends the API allows in one of its rate windows (0 when client pacing is off)."""
+        s = self.settings
+        return max(1, int(s.send_per_minute * s.send_window_seconds / 60)) if s.send_per_minute > 0 else 0
 
     def send_budget_wait(self) -> float:
         """Seconds until this token's send budget has a free slot (0 when pacing is off)."""

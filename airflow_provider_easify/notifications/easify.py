@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MESSAGE = (
     "Airflow: task {{ ti.task_id if ti else 'n/a' }} of DAG {{ dag.dag_id if dag else 'n/a' }} "
-    "(run {{ run_id }}) is {{ (ti.state if ti else None) or 'done' }}."
+    "(run {{ run_id }}) is {{ easify_state }}."
 )
 
 
@@ -50,6 +50,12 @@ class EasifySmsNotifier(BaseNotifier):
         self.message = message or DEFAULT_MESSAGE
         self.country_code = country_code
         self.easify_conn_id = easify_conn_id
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        # The state as plain text ("failed"), whatever enum type this Airflow version uses.
+        state = getattr(context.get("ti"), "state", None)
+        context["easify_state"] = str(getattr(state, "value", state) or "done")  # type: ignore[typeddict-unknown-key]
+        super().render_template_fields(context, jinja_env)
 
     def notify(self, context: Context) -> None:
         hook = EasifyHook(easify_conn_id=self.easify_conn_id)

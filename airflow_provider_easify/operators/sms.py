@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 
+#: A deferrable bulk send sleeps shorter waits for send budget and defers longer ones.
+DEFER_AFTER_SECONDS = 1.0
+
+
 def fail_fast(exc: EasifyError) -> AirflowFailException:
     """Turn an error no retry can fix (401/402/403, validation, bad input) into an immediate failure."""
     failure = AirflowFailException(f"{type(exc).__name__}: {exc} (not retried: retrying cannot fix this)")
@@ -188,7 +192,7 @@ class EasifyBulkSendSmsOperator(BaseOperator):
             # A resume after deferral carries exact progress; only a new try must consult the journal.
             journal = SendJournal(hook, context)
             template = self._message_template()
-            block_size = int(hook.settings.send_per_minute) if self.deferrable else 0
+            block_size = hook.send_window_budget() if self.deferrable else 0
             budget = 0
             started = time.monotonic()
             sent_this_run = 0
@@ -201,8 +205,9 @@ class EasifyBulkSendSmsOperator(BaseOperator):
                     continue
                 if block_size > 0 and budget == 0:
                     wait = hook.send_budget_wait()
-                    if wait > 1.0:
+                    if wait > DEFER_AFTER_SECONDS:
                         self._defer_until(wait, summary, done=len(summary["sent"]), total=summary["total"])
+                    time.sleep(wait)
                     budget = min(block_size, len(pending) - index)
                     hook.reserve_send_slots(budget)
                 try:

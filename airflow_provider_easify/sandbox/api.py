@@ -248,7 +248,7 @@ def send(state: SandboxState, fields: dict[str, Any], files: dict[str, Upload], 
     return 200, {"status": True, "message": SEND_OK, "data": {"sms_id": str(entry.message.id)}}
 
 
-#: endpoint name -> (method, handler) for the GET endpoints; send is dispatched separately (it has a body).
+#: path -> (endpoint name, handler) of the GET endpoints; send is dispatched separately (it has a body).
 READ_ENDPOINTS = {
     "/api/v2/phone-numbers": ("phone-numbers", phone_numbers),
     "/api/v2/contacts": ("contacts", contacts),

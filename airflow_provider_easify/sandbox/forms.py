@@ -32,13 +32,14 @@ def parse_multipart(body: bytes, boundary: str) -> tuple[dict[str, str], dict[st
     for chunk in body.split(delimiter)[1:]:
         if chunk.startswith(b"--"):
             break  # closing delimiter
-        chunk = chunk.removeprefix(b"\r\n").removeprefix(b"\n")
+        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk.removeprefix(b"\n")
         head, sep, content = chunk.partition(b"\r\n\r\n")
         if not sep:
             head, sep, content = chunk.partition(b"\n\n")
             if not sep:
                 continue
-        content = content.removesuffix(b"\r\n").removesuffix(b"\n")
+        # The line break before the next delimiter belongs to the delimiter, not to the content.
+        content = content[:-2] if content.endswith(b"\r\n") else content.removesuffix(b"\n")
         headers = HeaderParser().parsestr(head.decode("utf-8", "replace") + "\r\n\r\n")
         disposition = headers.get("Content-Disposition", "")
         name = headers.get_param("name", header="content-disposition")

@@ -33,7 +33,7 @@ from .models import (
     Upload,
     failure,
 )
-from .state import SandboxState
+from .state import RequestRecord, SandboxState
 
 #: Request bodies above this answer 413.
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -96,6 +96,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
     server_version = "EasifySandbox/1.0"
     sys_version = ""
     timeout = 120  # idle keep-alive connections are closed after this many seconds
+
+    def version_string(self) -> str:
+        return self.server_version
 
     def setup(self) -> None:
         super().setup()
@@ -213,9 +216,13 @@ class SandboxHandler(BaseHTTPRequestHandler):
             query = parse_query(split.query)
             try:
                 body = self._read_body()
-            except (_BodyError, ValueError):
+            except _BodyError:
                 self.close_connection = True
                 self._reply(413, failure("Payload Too Large"))
+                return
+            except ValueError:  # a Content-Length or chunk size that is not a number
+                self.close_connection = True
+                self._reply(400, failure("Bad Request"))
                 return
             if path == "/_sandbox" or path.startswith("/_sandbox/"):
                 self._control(method, path, query, body)
@@ -282,7 +289,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         return None, self._reply(401, failure(UNAUTHENTICATED))
 
     def _api_request(
-        self, endpoint: str, path: str, query: dict[str, str], body: bytes, record: Any
+        self, endpoint: str, path: str, query: dict[str, str], body: bytes, record: RequestRecord
     ) -> int:
         token, status = self._authenticate()
         if token is None:

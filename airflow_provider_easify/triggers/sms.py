@@ -23,6 +23,7 @@ from functools import cached_property
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
 from airflow_provider_easify.exceptions import EasifyApiError, EasifyInvalidParameterError, EasifyRateLimitError
 from airflow_provider_easify.hooks.easify import REPORT_STATUSES, EasifySingleAttemptHook
 from airflow_provider_easify.utils.phone import mask_phone
@@ -38,7 +39,8 @@ def normalize_statuses(statuses: str | Iterable[str], parameter: str) -> tuple[s
     for value in values:
         status = known.get(value.strip().lower()) if isinstance(value, str) else None
         if status is None:
-            raise EasifyInvalidParameterError(parameter, value, f"each status must be one of {', '.join(REPORT_STATUSES)}")
+            allowed = f"each status must be one of {', '.join(REPORT_STATUSES)}"
+            raise EasifyInvalidParameterError(parameter, value, allowed)
         normalized.append(status)
     return tuple(dict.fromkeys(normalized))
 
@@ -135,7 +137,7 @@ class _EasifyPollingTrigger(BaseTrigger):
                     yield TriggerEvent(error_event(exc))
                     return
                 self.log.warning("Easify poll failed (%s); next poll in %.0f s", exc, wait)
-            except Exception as exc:  # noqa: BLE001 - anything else ends the wait with the reason, not a dead trigger
+            except Exception as exc:  # anything else ends the wait with its reason rather than a dead trigger
                 self.log.exception("Easify poll failed")
                 yield TriggerEvent(error_event(exc))
                 return
@@ -285,4 +287,4 @@ class EasifySmsReplyTrigger(_EasifyPollingTrigger):
         return None
 
     def _timeout_event(self) -> dict[str, Any]:
-        return {"status": "timeout", "ignored_reply_ids": self.ignored_reply_ids}
+        return {"status": "timeout", "after_id": self.after_id, "ignored_reply_ids": self.ignored_reply_ids}

@@ -1,0 +1,43 @@
+"""Daily export of the Easify SMS report, plus a contacts snapshot, to S3.
+
+Each run exports exactly the messages created during its data interval
+``[data_interval_start, data_interval_end)``: consecutive runs neither overlap nor leave gaps, and a
+re-run (or a backfill) of a day rewrites the same object with the same content.
+
+Connections: ``easify_default`` (the API token in its password) and ``aws_default``. The bucket comes
+from the Airflow Variable ``easify_export_bucket``.
+"""
+
+from __future__ import annotations
+
+import pendulum
+
+from airflow.providers.common.compat.sdk import DAG
+from airflow_provider_easify.transfers.easify_to_s3 import EasifyContactsToS3Operator, EasifySmsReportToS3Operator
+
+BUCKET = "{{ var.value.get('easify_export_bucket', 'my-data-lake') }}"
+PARTITION = "dt={{ data_interval_start | ds }}"
+
+with DAG(
+    dag_id="example_easify_daily_report_to_s3",
+    schedule="@daily",
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=5)},
+    tags=["easify", "example"],
+) as dag:
+    sms_report = EasifySmsReportToS3Operator(
+        task_id="sms_report_to_s3",
+        s3_bucket=BUCKET,
+        s3_key=f"easify/sms_report/{PARTITION}/sms_report.csv.gz",
+        file_format="csv",
+        compression="gzip",
+    )
+
+    contacts = EasifyContactsToS3Operator(
+        task_id="contacts_to_s3",
+        s3_bucket=BUCKET,
+        s3_key=f"easify/contacts/{PARTITION}/contacts.jsonl",
+        file_format="jsonl",
+    )
