@@ -209,7 +209,7 @@ def _inject_when_ledger_reaches(sandbox, count: int, faults: list[dict]) -> thre
 
 
 def test_bulk_send_exactly_once_through_faults_and_a_failed_try(airflow_home, sandbox):
-    sandbox.configure(send_limit=10, send_window_seconds=1)
+    sandbox.configure(send_limit=10, send_window_seconds=1, read_limit=10_000)
     airflow_home.set_easify_extra(send_per_minute=570, read_per_minute=0, max_retries=2)
     airflow_home.add_dag("easify_bulk", BULK_DAG.replace("DEFERRABLE", "False"))
     # Midway: one send recorded but answered 502, then a run of 500s that outlasts the hook's
@@ -243,7 +243,7 @@ def test_bulk_send_exactly_once_through_faults_and_a_failed_try(airflow_home, sa
 
 
 def test_bulk_send_deferrable_waits_on_the_triggerer(airflow_home, sandbox):
-    sandbox.configure(send_limit=10, send_window_seconds=2)
+    sandbox.configure(send_limit=10, send_window_seconds=2, read_limit=10_000)
     airflow_home.set_easify_extra(send_per_minute=300, send_window_seconds=2, read_per_minute=0)
     airflow_home.add_dag("easify_bulk", BULK_DAG.replace("DEFERRABLE", "True"))
     result = airflow_home.dags_test("easify_bulk")

@@ -172,15 +172,15 @@ class EasifyBulkSendSmsOperator(BaseOperator):
         self.easify_conn_id = easify_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        return self._run(context, progress=None)
+        return self._run(context, progress=None, resumed=False)
 
     def resume(self, context: Context, event: Any = None, progress: dict[str, Any] | None = None) -> dict[str, Any]:
         """Continue after a deferral between rate windows."""
-        return self._run(context, progress=progress)
+        return self._run(context, progress=progress, resumed=True)
 
     # ------------------------------------------------------------------ the send loop
 
-    def _run(self, context: Context, progress: dict[str, Any] | None) -> dict[str, Any]:
+    def _run(self, context: Context, progress: dict[str, Any] | None, *, resumed: bool) -> dict[str, Any]:
         hook = EasifyHook(easify_conn_id=self.easify_conn_id)
         summary = progress or {"sent": {}, "failed": {}, "duplicates": [], "total": 0}
         try:
@@ -189,8 +189,9 @@ class EasifyBulkSendSmsOperator(BaseOperator):
             summary["failed"].update(invalid)
             summary["total"] = len(targets) + len(invalid)
             summary["duplicates"] = self._duplicates
-            # A resume after deferral carries exact progress; only a new try must consult the journal.
-            journal = SendJournal(hook, context)
+            # A resume after deferral carries exact progress; a new try, or a resume whose progress was
+            # lost (Airflow 2's `dags test` drops deferral kwargs), must consult the journal.
+            journal = SendJournal(hook, context, resumed=resumed and progress is None)
             template = self._message_template()
             block_size = hook.send_window_budget() if self.deferrable else 0
             budget = 0
