@@ -42,7 +42,7 @@ test-airflow2: venv-airflow2
 test: lint test-airflow3 test-airflow2
 
 demo: venv
-	$(VENV)/bin/python -m airflow_provider_easify.demo
+	$(VENV)/bin/python scripts/demo.py
 
 bench: venv
 	$(VENV)/bin/python benchmarks/run_all.py
