@@ -772,6 +772,18 @@ def test_config_and_reset(api: Api, sbx: EasifySandbox) -> None:
     )
 
 
+def test_stats_count_each_answer_before_the_client_has_it(api: Api, sbx: EasifySandbox) -> None:
+    for n in range(1, 31):
+        if n % 2:
+            api.get("phone-numbers")
+        else:
+            api.send(to_number="3151350000")
+        stats = sbx.stats()
+        assert stats["total"] == n and sum(stats["by_status"].values()) == n
+        assert stats["requests"][-1]["status"] == 200
+    assert sbx.stats()["by_endpoint"] == {"phone-numbers": 15, "send": 15}
+
+
 def test_concurrent_sends_recorded_once(sbx: EasifySandbox) -> None:
     results: list[str] = []
     lock = threading.Lock()

@@ -30,6 +30,15 @@ prints ``Easify sandbox listening on http://HOST:PORT/api/v2 (token: TOKEN)`` on
 the port to ``--port-file`` (atomically) when given, and exits 0 on SIGTERM/SIGINT.
 :class:`SandboxClient` (``SandboxClient("http://HOST:PORT")``) drives a sandbox in another process.
 
+Configuration
+=============
+
+:class:`SandboxConfig` (defaults): ``seed`` 7, ``pending_seconds`` 1.0, ``delivered_seconds`` 2.0,
+``send_limit`` 15, ``send_window_seconds`` 60, ``read_limit`` 60, ``read_window_seconds`` 60,
+``max_page_size`` 100, ``report_days`` 120, ``report_rows_per_day`` 20, ``report_max_days`` 30,
+``log_requests`` False. All can be changed at run time (``configure(**fields)`` /
+``POST /_sandbox/config``); ``seed`` and ``report_*`` shape the seeded data at the next reset.
+
 Tokens
 ======
 
@@ -231,9 +240,10 @@ Control API (no auth, not rate limited, not counted in stats)
 * ``GET /_sandbox/stats`` -> ``{"total", "by_endpoint", "by_status", "by_endpoint_status",
   "faults_fired", "faults_by_kind", "requests": [{"t", "endpoint", "method", "status", "fault"}]}``
   for /api/v2 requests. A request is counted (``total``, ``by_endpoint``, ``requests``) when it
-  arrives and its status when answered (``t`` is the arrival time; status ``0`` means the connection
-  was closed without a response; ``None`` while still being handled). Unknown /api/v2 paths count
-  as endpoint ``"unknown"``.
+  arrives, and its status just *before* the answer is written, so a client that has its answer finds
+  it counted (``t`` is the arrival time; status ``0`` means the connection was closed without a
+  response; ``None`` while still being handled, e.g. during a ``slow`` fault). Unknown /api/v2 paths
+  count as endpoint ``"unknown"``.
 * ``GET /_sandbox/config``; ``POST /_sandbox/config`` partial JSON update of :class:`SandboxConfig`
   (unknown fields or bad values: 400), returns the whole config. ``seed``/``report_*`` take effect
   at the next reset.

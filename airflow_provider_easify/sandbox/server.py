@@ -96,6 +96,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
     server_version = "EasifySandbox/1.0"
     sys_version = ""
     timeout = 120  # idle keep-alive connections are closed after this many seconds
+    #: The /api/v2 request being handled, until its answer is counted.
+    _record: RequestRecord | None = None
 
     def version_string(self) -> str:
         return self.server_version
@@ -167,7 +169,11 @@ class SandboxHandler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
     ) -> int:
         """Write the whole response in one write (two small writes on a keep-alive connection meet
-        Nagle's algorithm and the peer's delayed ACK: a 40 ms stall per response)."""
+        Nagle's algorithm and the peer's delayed ACK: a 40 ms stall per response).
+
+        The status is counted in the stats *before* the write, so a client that has its answer
+        always finds it in ``/_sandbox/stats``."""
+        self._count(status)
         self.log_request(status)
         try:
             phrase = HTTPStatus(status).phrase
@@ -191,13 +197,20 @@ class SandboxHandler(BaseHTTPRequestHandler):
         return self._reply_raw(status, json.dumps(payload).encode("utf-8"), headers=headers)
 
     def _drop(self) -> int:
-        """Close the connection without answering."""
+        """Close the connection without answering (counted as status 0)."""
+        self._count(0)
         self.close_connection = True
         try:
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         return 0
+
+    def _count(self, status: int) -> None:
+        """Record the answer of the /api/v2 request being handled (once)."""
+        record, self._record = self._record, None
+        if record is not None:
+            self.state.finish_request(record, status)
 
     def _base_url(self) -> str:
         host = self.headers.get("Host")
@@ -210,6 +223,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         arrived = time.time()
+        self._record = None
         try:
             split = urlsplit(self.path)
             path = split.path.rstrip("/") or "/"
@@ -252,28 +266,28 @@ class SandboxHandler(BaseHTTPRequestHandler):
         elif path in api.READ_ENDPOINTS:
             endpoint, allowed = api.READ_ENDPOINTS[path][0], ("GET", "HEAD")
         else:
-            record = self.state.begin_request("unknown", method, arrived)
-            self.state.finish_request(record, self._reply(404, failure(NOT_FOUND)))
+            self._record = self.state.begin_request("unknown", method, arrived)
+            self._reply(404, failure(NOT_FOUND))
             return
-        record = self.state.begin_request(endpoint, method, arrived)
-        status = 0
+        record = self._record = self.state.begin_request(endpoint, method, arrived)
         try:
             if method not in allowed:
                 message = (
                     f"The {method} method is not supported for route {path.lstrip('/')}. "
                     f"Supported methods: {', '.join(allowed)}."
                 )
-                status = self._reply(405, failure(message), {"Allow": ", ".join(allowed)})
+                self._reply(405, failure(message), {"Allow": ", ".join(allowed)})
             else:
-                status = self._api_request(endpoint, path, query, body, record)
+                self._api_request(endpoint, path, query, body, record)
         except (ConnectionError, TimeoutError):
             self.close_connection = True
             raise
         except Exception:  # noqa: BLE001
             traceback.print_exc()
-            status = self._reply(500, failure(SERVER_ERROR))
+            if self._record is not None:  # nothing was answered yet
+                self._reply(500, failure(SERVER_ERROR))
         finally:
-            self.state.finish_request(record, status)
+            self._count(0)  # no-op when the answer was already counted
 
     def _authenticate(self) -> tuple[str | None, int]:
         """(token, 0) when the account may use the API, else (None, the status already answered)."""
