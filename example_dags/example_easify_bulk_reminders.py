@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pendulum
-
 from airflow.providers.common.compat.sdk import DAG, task
+
 from airflow_provider_easify.operators.sms import EasifyBulkSendSmsOperator
 
 with DAG(

@@ -8,8 +8,8 @@ own (templated with the callback's context).
 from __future__ import annotations
 
 import pendulum
-
 from airflow.providers.common.compat.sdk import DAG, task
+
 from airflow_provider_easify.notifications.easify import EasifySmsNotifier
 
 with DAG(

@@ -71,7 +71,7 @@ class Servers:
         self._spawn("s3", [PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)], self.s3_port)
 
     def _spawn(self, name: str, args: list[str], port: int) -> None:
-        log = open(self.workdir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        log = open(self.workdir / f"{name}.log", "w")
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
         wait_for_port(port, proc, name)
@@ -171,7 +171,7 @@ def main() -> int:
         send = home.dags_test("example_easify_send_and_wait")
         print_run("example_easify_send_and_wait", send, time.monotonic() - t0)
 
-        yesterday = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)).date()
+        yesterday = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).date()
         t0 = time.monotonic()
         export = home.dags_test("example_easify_daily_report_to_s3", logical_date=yesterday.isoformat())
         print_run(f"example_easify_daily_report_to_s3 ({yesterday})", export, time.monotonic() - t0)

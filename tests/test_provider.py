@@ -19,9 +19,8 @@ AIRFLOW_BIN = str(Path(sys.executable).parent / "airflow")
 
 
 def test_provider_info_matches_airflow_schema():
-    import jsonschema
-
     import airflow
+    import jsonschema
 
     schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
     info = get_provider_info()

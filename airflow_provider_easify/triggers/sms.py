@@ -131,12 +131,12 @@ class _EasifyPollingTrigger(BaseTrigger):
                 event = await asyncio.to_thread(self._poll)
             except EasifyRateLimitError as exc:
                 wait = max(exc.retry_after, self.poke_interval)
-                self.log.warning("Easify rate limit reached; next poll in %.0f s", wait)
+                self.log.warning("Easify rate limit reached; next poll in %g s", wait)
             except EasifyApiError as exc:
                 if not exc.retryable:
                     yield TriggerEvent(error_event(exc))
                     return
-                self.log.warning("Easify poll failed (%s); next poll in %.0f s", exc, wait)
+                self.log.warning("Easify poll failed (%s); next poll in %g s", exc, wait)
             except Exception as exc:  # anything else ends the wait with its reason rather than a dead trigger
                 self.log.exception("Easify poll failed")
                 yield TriggerEvent(error_event(exc))

@@ -79,7 +79,7 @@ class Deployment:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 180) -> None:
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [str(VENV_BIN / "airflow"), "standalone"], env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True, cwd=self.home,
@@ -213,7 +213,7 @@ def test_example_dags_and_parallel_sends_in_a_real_deployment(tmp_path, sandbox,
         assert any("EasifySmsStatusTrigger" in line for line in triggerer_lines), "\n".join(triggerer_lines[-40:])
 
         # 2. Yesterday's report to S3 through the scheduler's data interval.
-        yesterday = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+        yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
         run_id = deployment.trigger("example_easify_daily_report_to_s3", f"{yesterday.isoformat()}T00:00:00Z")
         assert deployment.wait_for_run("example_easify_daily_report_to_s3", run_id) == "success"
 
