@@ -132,7 +132,8 @@ def summarize_sends(servers: Servers) -> None:
     ledger = SandboxClient(f"http://127.0.0.1:{servers.sandbox_port}").ledger()
     print(f"\nMessages sent: {len(ledger)}")
     for message in ledger:
-        print(f"   sms_id {message['sms_id']:<8} to {mask_phone(message['receiver']):<16} final status {message['status']}")
+        receiver = mask_phone(message["receiver"])
+        print(f"   sms_id {message['sms_id']:<8} to {receiver:<16} final status {message['status']}")
 
 
 def summarize_export(servers: Servers, result: DagRunResult) -> None:

@@ -89,7 +89,8 @@ class Deployment:
             assert self.proc.poll() is None, f"standalone exited:\n{self.output()[-4000:]}"
             try:
                 health = requests.get(f"{self.base}/api/v2/monitor/health", timeout=2).json()
-                if all(health.get(c, {}).get("status") == "healthy" for c in ("scheduler", "triggerer", "dag_processor")):
+                components = ("scheduler", "triggerer", "dag_processor")
+                if all(health.get(c, {}).get("status") == "healthy" for c in components):
                     return
             except (requests.RequestException, ValueError):
                 pass
@@ -207,7 +208,9 @@ def test_example_dags_and_parallel_sends_in_a_real_deployment(tmp_path, sandbox,
         tis = {ti["task_id"]: ti for ti in deployment.task_instances("example_easify_send_and_wait", run_id)}
         assert all(ti["state"] == "success" for ti in tis.values()), tis
         sensor_id = next(t for t in tis if "wait" in t)
-        sensor_log = deployment.task_log("example_easify_send_and_wait", run_id, sensor_id, tis[sensor_id]["try_number"])
+        sensor_log = deployment.task_log(
+            "example_easify_send_and_wait", run_id, sensor_id, tis[sensor_id]["try_number"]
+        )
         assert "defer" in sensor_log.lower(), sensor_log[-3000:]
         triggerer_lines = [line for line in deployment.output().splitlines() if line.startswith("triggerer")]
         assert any("EasifySmsStatusTrigger" in line for line in triggerer_lines), "\n".join(triggerer_lines[-40:])
