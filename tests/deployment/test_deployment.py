@@ -136,6 +136,16 @@ class Deployment:
         run = self.api("POST", f"dags/{dag_id}/dagRuns", json={"logical_date": logical_date})
         return run["dag_run_id"]
 
+    def first_run_id(self, dag_id: str, timeout: float = 120) -> str:
+        self.wait_for_dag(dag_id)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = self.api("GET", f"dags/{dag_id}/dagRuns")["dag_runs"]
+            if runs:
+                return runs[0]["dag_run_id"]
+            time.sleep(1)
+        raise AssertionError(f"the scheduler never started {dag_id}:\n{self.output()[-4000:]}")
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 240) -> str:
         deadline = time.monotonic() + timeout
         state = None
@@ -152,9 +162,9 @@ class Deployment:
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
         response = requests.get(
             f"{self.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-            params={"full_content": "true"}, headers={"Accept": "text/plain"}, timeout=30,
+            params={"full_content": "true"}, headers={"Accept": "application/json"}, timeout=30,
         )
-        return response.text
+        return json.dumps(response.json())
 
 
 def _group_alive(pgid: int) -> bool:
@@ -211,14 +221,24 @@ def test_example_dags_and_parallel_sends_in_a_real_deployment(tmp_path, sandbox,
         sensor_log = deployment.task_log(
             "example_easify_send_and_wait", run_id, sensor_id, tis[sensor_id]["try_number"]
         )
+        # The triggerer process (TriggererJobRunner) rebuilt our trigger from its serialized kwargs, ran it,
+        # and its log lines were shipped into the sensor's task log.
         assert "defer" in sensor_log.lower(), sensor_log[-3000:]
-        triggerer_lines = [line for line in deployment.output().splitlines() if line.startswith("triggerer")]
-        assert any("EasifySmsStatusTrigger" in line for line in triggerer_lines), "\n".join(triggerer_lines[-40:])
+        assert "airflow_provider_easify.triggers.sms.EasifySmsStatusTrigger" in sensor_log, sensor_log[-3000:]
+        assert "triggerer_job_runner" in sensor_log and "Trigger fired event" in sensor_log
 
-        # 2. Yesterday's report to S3 through the scheduler's data interval.
+        # 2. The scheduler runs the daily export by itself for the last complete interval (yesterday):
+        # a scheduled run, with the data interval the timetable computes.
         yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-        run_id = deployment.trigger("example_easify_daily_report_to_s3", f"{yesterday.isoformat()}T00:00:00Z")
+        run_id = deployment.first_run_id("example_easify_daily_report_to_s3")
         assert deployment.wait_for_run("example_easify_daily_report_to_s3", run_id) == "success"
+        export = {ti["task_id"]: ti for ti in deployment.task_instances("example_easify_daily_report_to_s3", run_id)}
+        assert all(ti["state"] == "success" for ti in export.values()), export
+        s3 = boto3.client(
+            "s3", endpoint_url=s3_server, region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
+        )
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+        assert f"easify/sms_report/dt={yesterday.isoformat()}/sms_report.csv.gz" in keys, keys
 
         # 3. Eight mapped sends in parallel processes against 4 sends per 3 s.
         sandbox.reset()
