@@ -172,10 +172,12 @@ def main() -> int:
         send = home.dags_test("example_easify_send_and_wait")
         print_run("example_easify_send_and_wait", send, time.monotonic() - t0)
 
-        yesterday = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).date()
+        # A manual run at today's midnight covers the last complete interval: yesterday.
+        today = dt.datetime.now(dt.UTC).date()
         t0 = time.monotonic()
-        export = home.dags_test("example_easify_daily_report_to_s3", logical_date=yesterday.isoformat())
-        print_run(f"example_easify_daily_report_to_s3 ({yesterday})", export, time.monotonic() - t0)
+        export = home.dags_test("example_easify_daily_report_to_s3", logical_date=today.isoformat())
+        yesterday = today - dt.timedelta(days=1)
+        print_run(f"example_easify_daily_report_to_s3 (interval {yesterday})", export, time.monotonic() - t0)
 
         summarize_sends(servers)
         summarize_export(servers, export)
