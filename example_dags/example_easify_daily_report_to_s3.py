@@ -1,8 +1,8 @@
 """Daily export of the Easify SMS report, plus a contacts snapshot, to S3.
 
 Each run exports exactly the messages created during its data interval
-``[data_interval_start, data_interval_end)``: consecutive runs neither overlap nor leave gaps, and a
-re-run (or a backfill) of a day rewrites the same object with the same content.
+``[data_interval_start, data_interval_end)``, the day before the run: consecutive runs neither overlap
+nor leave gaps, and a re-run (or a backfill) of a day rewrites the same object with the same content.
 
 Connections: ``easify_default`` (the API token in its password) and ``aws_default``. The bucket comes
 from the Airflow Variable ``easify_export_bucket``.
@@ -11,16 +11,22 @@ from the Airflow Variable ``easify_export_bucket``.
 from __future__ import annotations
 
 import pendulum
-
 from airflow.providers.common.compat.sdk import DAG
+
 from airflow_provider_easify.transfers.easify_to_s3 import EasifyContactsToS3Operator, EasifySmsReportToS3Operator
+
+try:
+    from airflow.sdk import CronDataIntervalTimetable
+except ImportError:  # Airflow 2
+    from airflow.timetables.interval import CronDataIntervalTimetable
 
 BUCKET = "{{ var.value.get('easify_export_bucket', 'my-data-lake') }}"
 PARTITION = "dt={{ data_interval_start | ds }}"
 
 with DAG(
     dag_id="example_easify_daily_report_to_s3",
-    schedule="@daily",
+    # A run at midnight covers the day before it. (Airflow 3's plain "@daily" has no data interval.)
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

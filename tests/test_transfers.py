@@ -12,6 +12,7 @@ import datetime as dt
 import gzip
 import importlib.util
 import io
+import itertools
 import json
 import os
 import uuid
@@ -21,9 +22,9 @@ from typing import Any
 
 import boto3
 import pytest
+from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException, ObjectStoragePath
 from moto.server import ThreadedMotoServer
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException, ObjectStoragePath
 from airflow_provider_easify.exceptions import EasifyInvalidParameterError, EasifyServerError
 from airflow_provider_easify.transfers.easify_to_s3 import (
     EasifyContactsToObjectStorageOperator,
@@ -35,7 +36,7 @@ from airflow_provider_easify.transfers.easify_to_s3 import (
 HAVE_PYARROW = importlib.util.find_spec("pyarrow") is not None
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_DAG = REPO_ROOT / "example_dags" / "example_easify_daily_report_to_s3.py"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 VENDOR_TIME = "%m-%d-%Y %I:%M:%S %p"
 REPORT_FIELDS = ("id", "sender", "receiver", "message", "sms_type", "send_by", "media_url", "status", "created_at",
                  "reason")
@@ -194,7 +195,7 @@ def report_requests(sandbox) -> int:
 
 
 @pytest.mark.parametrize("days", [1, 31, 75])
-def test_data_interval_exports_exactly_the_truth(sandbox, s3, easify_conn, days):
+def test_data_interval_exports_exactly_the_truth(sandbox, s3, easify_conn, days, caplog, capsys):
     end = utc_midnight(yesterday())
     start = end - dt.timedelta(days=days)
     key = f"sms/{days}d.csv"
@@ -202,7 +203,8 @@ def test_data_interval_exports_exactly_the_truth(sandbox, s3, easify_conn, days)
         task_id="export", s3_bucket=s3.bucket, s3_key=key, easify_conn_id=easify_conn, page_size=100
     )
 
-    result = op.execute(interval(start, end))
+    with caplog.at_level("INFO"):
+        result = op.execute(interval(start, end))
 
     truth = truth_between(sandbox, start, end)
     assert len(truth) >= 15 * days  # the seeded history really covers the interval
@@ -215,6 +217,9 @@ def test_data_interval_exports_exactly_the_truth(sandbox, s3, easify_conn, days)
     pages = sum(-(-len(sandbox.report_truth(a, b)) // 100) for a, b in _windows(start.date(), end.date(), 30))
     assert report_requests(sandbox) == pages
     assert pages >= windows
+    log = logged(caplog, capsys)
+    assert f"window {windows}/{windows} done" in log
+    assert f"Exported {len(truth)} rows to s3://{s3.bucket}/{key} with {pages} API requests" in log
 
 
 def _windows(first: dt.date, end_exclusive: dt.date, size: int) -> list[tuple[dt.date, dt.date]]:
@@ -231,7 +236,7 @@ def test_consecutive_intervals_partition_the_data(sandbox, s3, easify_conn):
     first = utc_midnight(yesterday() - dt.timedelta(days=5)) + dt.timedelta(hours=6, minutes=30)
     bounds = [first + dt.timedelta(days=n) for n in range(4)]
     exported: list[list[dict[str, Any]]] = []
-    for n, (start, end) in enumerate(zip(bounds, bounds[1:])):
+    for n, (start, end) in enumerate(itertools.pairwise(bounds)):
         key = f"sms/run{n}.jsonl"
         op = EasifySmsReportToS3Operator(
             task_id="export", s3_bucket=s3.bucket, s3_key=key, file_format="jsonl", easify_conn_id=easify_conn
@@ -272,7 +277,7 @@ def test_explicit_days_and_source_timezone(sandbox, s3, easify_conn):
     )
 
 
-def test_filters_are_passed_and_masked_in_the_log(sandbox, s3, easify_conn, caplog):
+def test_filters_are_passed_and_masked_in_the_log(sandbox, s3, easify_conn, caplog, capsys):
     day = yesterday() - dt.timedelta(days=1)
     op = EasifySmsReportToS3Operator(
         task_id="export", s3_bucket=s3.bucket, s3_key="sms/delivered.csv", easify_conn_id=easify_conn,
@@ -283,8 +288,16 @@ def test_filters_are_passed_and_masked_in_the_log(sandbox, s3, easify_conn, capl
     truth = [expected_report(r) for r in sandbox.report_truth(day, day, status="Delivered", sender="3155550101")]
     assert truth
     assert read_rows(s3.get("sms/delivered.csv"), "csv", None, REPORT_KINDS) == blank_to_none(truth)
-    assert "3155550101" not in caplog.text
-    assert sandbox.token not in caplog.text
+    log = logged(caplog, capsys)
+    assert "'status': 'delivered'" in log and "Exported" in log  # the log was captured...
+    assert "3155550101" not in log  # ... with the sender masked
+    assert sandbox.token not in log
+
+
+def logged(caplog, capsys) -> str:
+    """The task log: Airflow 2 logs through logging (caplog), Airflow 3's structlog prints to stdout."""
+    captured = capsys.readouterr()
+    return caplog.text + captured.out + captured.err
 
 
 # ---------------------------------------------------------------------- formats
@@ -356,14 +369,16 @@ def test_empty_interval(sandbox, s3, easify_conn):
         skipping.execute(interval(future, future + dt.timedelta(days=1)))
     assert "empty/skipped.csv" not in s3.keys()
 
-    # A zero-length interval asks the API nothing and still writes a valid (empty) file.
+    # A zero-length interval (Airflow 3's default "@daily" timetable) is refused, not exported as empty.
     before = report_requests(sandbox)
     zero = EasifySmsReportToS3Operator(
         task_id="export", s3_bucket=s3.bucket, s3_key="empty/zero.csv", easify_conn_id=easify_conn
     )
-    assert zero.execute(interval(future, future))["rows"] == 0
+    with pytest.raises(EasifyInvalidParameterError, match="CronDataIntervalTimetable") as raised:
+        zero.execute(interval(future, future))
+    assert raised.value.parameter == "from_date"
     assert report_requests(sandbox) == before
-    assert header_of(s3.get("empty/zero.csv"), None) == list(REPORT_FIELDS)
+    assert "empty/zero.csv" not in s3.keys()
 
 
 # ---------------------------------------------------------------------- atomicity
@@ -482,6 +497,40 @@ def test_local_file_destinations(sandbox, easify_conn, tmp_path):
     assert len(read_rows(contacts_path.read_bytes(), "csv", None, CONTACT_KINDS)) == len(sandbox.state.contacts)
 
 
+def test_remote_object_storage_destination(sandbox, easify_conn):
+    """A non-local ObjectStoragePath (fsspec's in-memory store attached to Airflow, standing in for gs:// etc.)."""
+    import fsspec
+
+    try:
+        from airflow.sdk.io import attach
+    except ImportError:  # Airflow 2
+        from airflow.io.store import attach
+
+    memory = fsspec.filesystem("memory")
+    attach("memory", fs=memory)
+    prefix = f"/exports-{uuid.uuid4().hex[:8]}"
+    destination = f"memory:/{prefix}/contacts.jsonl.gz"
+    op = EasifyContactsToObjectStorageOperator(
+        task_id="contacts", destination=destination, file_format="jsonl", compression="gzip",
+        easify_conn_id=easify_conn,
+    )
+    result = op.execute({})
+    expected = [expected_contact(c) for c in sorted(sandbox.state.contacts, key=lambda c: c.id)]
+    # The URI as Airflow spells it (Airflow 2 writes memory:///..., Airflow 3 memory://...).
+    assert result == {"uri": str(ObjectStoragePath(destination)), "rows": len(expected)}
+    assert read_rows(memory.cat(f"{prefix}/contacts.jsonl.gz"), "jsonl", "gzip", CONTACT_KINDS) == expected
+    assert memory.ls(prefix, detail=False) == [f"{prefix}/contacts.jsonl.gz"]
+
+    requests = sandbox.stats()["total"]
+    refused = EasifyContactsToObjectStorageOperator(
+        task_id="contacts", destination=ObjectStoragePath(f"memory:/{prefix}/contacts.jsonl.gz"), replace=False,
+        easify_conn_id=easify_conn,
+    )
+    with pytest.raises(AirflowException, match="already exists"):
+        refused.execute({})
+    assert sandbox.stats()["total"] == requests
+
+
 # ---------------------------------------------------------------------- refused input
 
 
@@ -527,11 +576,18 @@ def test_bad_input_is_refused_before_any_request(sandbox, s3, easify_conn, tmp_p
     assert s3.keys() == []
 
 
-def test_full_s3_url_in_s3_key(sandbox, s3, easify_conn):
+def test_other_ways_to_name_an_s3_object(sandbox, s3, easify_conn):
     op = EasifyContactsToS3Operator(task_id="c", s3_key=f"s3://{s3.bucket}/contacts/full.csv",
                                     easify_conn_id=easify_conn)
     assert op.execute({})["s3_uri"] == f"s3://{s3.bucket}/contacts/full.csv"
-    assert s3.keys() == ["contacts/full.csv"]
+    # An s3:// ObjectStoragePath goes through S3Hook too (no s3fs needed).
+    path = ObjectStoragePath(f"s3://{s3.bucket}/contacts/path.csv", conn_id="aws_default")
+    op = EasifyContactsToObjectStorageOperator(task_id="c", destination=path, easify_conn_id=easify_conn)
+    result = op.execute({})
+    assert result == {"uri": f"s3://{s3.bucket}/contacts/path.csv", "s3_uri": f"s3://{s3.bucket}/contacts/path.csv",
+                      "rows": len(sandbox.state.contacts)}
+    assert sorted(s3.keys()) == ["contacts/full.csv", "contacts/path.csv"]
+    assert s3.get("contacts/full.csv") == s3.get("contacts/path.csv")
 
 
 # ---------------------------------------------------------------------- lineage
@@ -562,6 +618,138 @@ def test_lineage_names_the_easify_input_and_the_output(sandbox, s3, easify_conn,
     assert outputs == sorted([f"file://{tmp_path}/contacts.csv", f"s3://{s3.bucket}/sms/lineage.csv"])
 
 
+# ---------------------------------------------------------------------- typing, filtering, prefetching
+
+
+def test_typing_of_raw_values(caplog, capsys):
+    import logging
+
+    from airflow_provider_easify.exceptions import EasifyError
+    from airflow_provider_easify.transfers._rows import CONTACT_COLUMNS, REPORT_COLUMNS, BatchTyper, source_zone
+
+    log = logging.getLogger("test_transfers")
+    typer = BatchTyper(REPORT_COLUMNS, source_zone("UTC"), log)
+    raws = [
+        {"id": 1, "media_url": "", "created_at": "10-15-2024 05:36:32 PM", "status": "Failed", "reason": ""},
+        {"id": "2", "media_url": "null", "created_at": "10-15-2024 12:00:00 AM", "sender": 3155550100},
+        {"id": 3, "media_url": None, "created_at": "10-31-2024 12:59:59 pm", "new_field": "x"},  # day > 28, "pm"
+        {"id": 4, "media_url": "https://x/y.jpg", "created_at": "2024-10-15T19:36:32+02:00"},  # ISO with offset
+    ]
+    with caplog.at_level("WARNING"):
+        batch = typer(raws)
+    columns = dict(zip(typer.names, batch))
+    assert columns["id"] == [1, 2, 3, 4]
+    assert columns["media_url"] == [None, None, None, "https://x/y.jpg"]
+    assert columns["sender"] == [None, "3155550100", None, None]  # missing fields are null
+    assert columns["reason"] == ["", None, None, None]  # only media_url's empty forms are null
+    assert columns["created_at"] == [
+        "2024-10-15T17:36:32+00:00", "2024-10-15T00:00:00+00:00", "2024-10-31T12:59:59+00:00",
+        "2024-10-15T17:36:32+00:00",
+    ]
+    assert "new_field" in logged(caplog, capsys)
+
+    new_york = BatchTyper(REPORT_COLUMNS, source_zone("America/New_York"), log)
+    created = dict(zip(new_york.names, new_york([{"id": 1, "created_at": "07-01-2024 08:00:00 PM"}])))["created_at"]
+    assert created == ["2024-07-02T00:00:00+00:00"]  # EDT is UTC-4
+
+    contacts = BatchTyper(CONTACT_COLUMNS, source_zone("UTC"), log)
+    shared = dict(zip(contacts.names, contacts([{"id": 1, "shared_contact": "true"}, {"id": 2, "shared_contact": 0}])))
+    assert shared["shared_contact"] == [True, False]
+
+    for bad, column in [
+        ({"id": 7, "created_at": "yesterday"}, "created_at"),
+        ({"id": 8, "created_at": "02-29-2023 01:00:00 AM"}, "created_at"),  # not a leap year
+        ({"id": 9, "created_at": "10-15-2024 00:30:00 AM"}, "created_at"),  # no hour 0 on a 12-hour clock
+        ({"id": "x7"}, "id"),
+    ]:
+        with pytest.raises(EasifyError, match=f"unreadable {column}"):
+            typer([raws[0], bad])
+
+
+def test_interval_filter_on_timestamps_with_fractions():
+    from airflow_provider_easify.transfers._export import ReportPlan
+
+    start = dt.datetime(2024, 10, 15, 6, 30, 0, 500000, tzinfo=UTC)
+    plan = ReportPlan(start.date(), start.date(), start, start + dt.timedelta(hours=1))
+    keep = plan.batch_filter(0)
+    created = ["2024-10-15T06:30:00+00:00", "2024-10-15T06:30:00.400000+00:00", "2024-10-15T06:30:00.500000+00:00",
+               "2024-10-15T06:30:01+00:00", "2024-10-15T07:30:00.499999+00:00", "2024-10-15T07:30:00.500000+00:00",
+               None]
+    assert keep([created, list(range(7))]) == [created[2:5], [2, 3, 4]]
+
+
+def test_prefetching_keeps_order_raises_in_place_and_stops_early():
+    import threading
+    import time
+
+    from airflow_provider_easify.transfers._export import prefetched
+
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("page 3 failed")
+
+    seen = []
+    with pytest.raises(ValueError, match="page 3 failed"):
+        for item in prefetched(failing(), 1):
+            seen.append(item)
+    assert seen == [1, 2]
+
+    produced = []
+
+    def endless():
+        n = 0
+        while True:
+            produced.append(n)
+            yield n
+            n += 1
+
+    for item in prefetched(endless(), 2):
+        if item == 3:
+            break
+    time.sleep(0.5)
+    assert len(produced) <= 3 + 2 + 2  # read ahead at most the queue's depth, then stopped
+    assert not [t for t in threading.enumerate() if t.name == "easify-export-fetch"]
+
+
+def test_a_failure_while_writing_stops_fetching_and_publishes_nothing(tmp_path):
+    import logging
+    import threading
+    import time
+
+    from airflow_provider_easify.exceptions import EasifyError
+    from airflow_provider_easify.transfers._destinations import destination_from
+    from airflow_provider_easify.transfers._export import (
+        ExportProgress,
+        _raw_batches,
+        _typed_batches,
+        write_and_publish,
+    )
+    from airflow_provider_easify.transfers._rows import REPORT_COLUMNS, BatchTyper, source_zone
+
+    log = logging.getLogger("test_transfers")
+    fetched = []
+
+    def pages():  # 1000 good rows, then one the typer refuses, then more than anyone should read
+        for n in range(100_000):
+            fetched.append(n)
+            yield {"id": n if n != 1000 else "x", "created_at": "10-15-2024 05:36:32 PM"}
+
+    typer = BatchTyper(REPORT_COLUMNS, source_zone("UTC"), log)
+    progress = ExportProgress(log, lambda: 0)
+    batches = _typed_batches(_raw_batches([pages()], 100), typer, progress, None)
+    target = tmp_path / "out" / "report.csv"
+    # ``raised`` keeps the traceback, and with it the generators' frames, alive (as a task's error handling would).
+    with pytest.raises(EasifyError, match="unreadable id") as raised:
+        write_and_publish(batches, columns=REPORT_COLUMNS, file_format="csv", compression=None,
+                          destination=destination_from(str(target), None), replace=True, skip_if_empty=False,
+                          progress=progress)
+    time.sleep(0.5)
+    assert raised.traceback and not [t for t in threading.enumerate() if t.name == "easify-export-fetch"]
+    assert len(fetched) < 2000
+    assert os.listdir(target.parent) == []
+
+
 # ---------------------------------------------------------------------- real Airflow
 
 
@@ -578,8 +766,8 @@ def test_daily_dag_through_airflow(sandbox, s3, s3_endpoint, airflow_home):
     sms = run.xcoms["sms_report_to_s3"]
     key = sms["s3_uri"].removeprefix(f"s3://{s3.bucket}/")
     partition = dt.date.fromisoformat(key.split("dt=")[1].split("/")[0])
-    # Airflow 2 and 3 both give a manual @daily run at midnight the day that ends there.
-    assert partition in (logical, logical - dt.timedelta(days=1))
+    # CronDataIntervalTimetable: on Airflow 2 and 3 alike, the run at midnight covers the day before.
+    assert partition == logical - dt.timedelta(days=1)
     start = utc_midnight(partition)
     truth = truth_between(sandbox, start, start + dt.timedelta(days=1))
     assert sms["rows"] == len(truth) > 0

@@ -1,75 +1,39 @@
-"""The one export path: Easify rows -> typed rows -> a local temporary file -> one upload.
+"""The one export path: Easify pages -> typed batches -> a local temporary file -> one upload.
 
-Pieces used by the transfer operators: the column schemas, typing of the API's raw values, the
-data-interval plan of a report export, progress logging, the destinations (S3 through ``S3Hook``,
-anything else through ``ObjectStoragePath``) and :func:`write_and_publish`, which publishes nothing
-unless the whole file was written.
+Used by the transfer operators: the data-interval plan of a report export, progress logging, the
+sources (fetching the next pages in a background thread while the current ones are written) and
+:func:`write_and_publish`, which publishes nothing unless the whole file was written. Row typing is
+in :mod:`._rows`, destinations in :mod:`._destinations`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
-import logging
+import itertools
 import os
+import queue
 import tempfile
+import threading
 import time
 import zoneinfo
 from collections.abc import Callable, Iterable, Iterator
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException, ObjectStoragePath
-from airflow_provider_easify.exceptions import EasifyError, EasifyInvalidParameterError
+from airflow.providers.common.compat.sdk import AirflowSkipException
+
+from airflow_provider_easify.exceptions import EasifyInvalidParameterError
+from airflow_provider_easify.transfers._destinations import Destination
+from airflow_provider_easify.transfers._rows import BatchTyper, Logger, utc_iso
 from airflow_provider_easify.utils import dates
-from airflow_provider_easify.utils.export_formats import Column, file_suffix, open_writer
+from airflow_provider_easify.utils.export_formats import Batch, Column, batch_size, file_suffix, open_writer
 
 if TYPE_CHECKING:
     from airflow_provider_easify.hooks.easify import EasifyHook
 
-REPORT_COLUMNS: tuple[Column, ...] = (
-    Column("id", "int"),
-    Column("sender"),
-    Column("receiver"),
-    Column("message"),
-    Column("sms_type"),
-    Column("send_by"),
-    Column("media_url", empty_values=("", "null")),
-    Column("status"),
-    Column("created_at", "timestamp"),
-    Column("reason"),
-)
-CONTACT_COLUMNS: tuple[Column, ...] = (
-    Column("id", "int"),
-    Column("group_name"),
-    Column("first_name"),
-    Column("last_name"),
-    Column("phone_number"),
-    Column("email_address"),
-    Column("company"),
-    Column("additional_1"),
-    Column("additional_2"),
-    Column("additional_3"),
-    Column("shared_contact", "bool"),
-    Column("created_at", "timestamp"),
-    Column("updated_at", "timestamp"),
-)
 _ONE_MICROSECOND = dt.timedelta(microseconds=1)
-_LOCAL_PROTOCOLS = ("", "file", "local")
-
-
-# ---------------------------------------------------------------------- parameters
-
-
-def source_zone(name: Any) -> zoneinfo.ZoneInfo:
-    """The IANA zone the API's zone-less ``created_at`` is read in."""
-    if isinstance(name, str) and name.strip():
-        try:
-            return zoneinfo.ZoneInfo(name.strip())
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            pass
-    raise EasifyInvalidParameterError("source_timezone", name, "must be an IANA time zone name such as 'UTC'")
 
 
 def positive_int_or_none(value: Any, parameter: str) -> int | None:
@@ -80,85 +44,6 @@ def positive_int_or_none(value: Any, parameter: str) -> int | None:
     return value
 
 
-# ---------------------------------------------------------------------- typing raw rows
-
-
-def parse_vendor_time(value: str, zone: zoneinfo.ZoneInfo) -> dt.datetime:
-    """``MM-DD-YYYY hh:mm:ss AM/PM`` (or ISO-8601) read in ``zone``, returned in UTC."""
-    text = value.strip()
-    try:
-        naive = _parse_vendor_fast(text)
-    except ValueError:
-        try:
-            naive = dt.datetime.strptime(text, dates.CREATED_AT_FORMAT)
-        except ValueError:
-            naive = dt.datetime.fromisoformat(text)
-    aware = naive if naive.tzinfo is not None else naive.replace(tzinfo=zone)
-    return aware.astimezone(dt.timezone.utc)
-
-
-def _parse_vendor_fast(text: str) -> dt.datetime:
-    """The common ``10-15-2024 05:36:32 PM`` shape without strptime (the export's hot path)."""
-    if len(text) != 22 or text[2] != "-" or text[5] != "-" or text[10] != " " or text[13] != ":" or text[16] != ":":
-        raise ValueError(text)
-    hour = int(text[11:13])
-    half = text[20:22].upper()
-    if not 1 <= hour <= 12 or half not in ("AM", "PM"):
-        raise ValueError(text)
-    hour = hour % 12 + (12 if half == "PM" else 0)
-    return dt.datetime(int(text[6:10]), int(text[0:2]), int(text[3:5]), hour, int(text[14:16]), int(text[17:19]))
-
-
-class RowTyper:
-    """Turns a raw API row into the typed row of a schema; fields outside the schema are dropped (logged once)."""
-
-    def __init__(self, columns: Iterable[Column], zone: zoneinfo.ZoneInfo, log: logging.Logger) -> None:
-        self.columns = tuple(columns)
-        self.zone = zone
-        self.log = log
-        self._known = frozenset(c.name for c in self.columns)
-        self._ignored: set[str] = set()
-
-    def __call__(self, raw: dict[str, Any]) -> dict[str, Any]:
-        unknown = raw.keys() - self._known
-        if unknown and not unknown <= self._ignored:
-            self._ignored |= unknown
-            self.log.warning("Fields not in the export schema are left out: %s", ", ".join(sorted(unknown)))
-        typed = {}
-        for column in self.columns:
-            try:
-                typed[column.name] = self._value(column, raw.get(column.name))
-            except (TypeError, ValueError):
-                raise EasifyError(
-                    f"Row id={raw.get('id')!r}: unreadable {column.name} {raw.get(column.name)!r} "
-                    f"(expected {column.kind})"
-                ) from None
-        return typed
-
-    def _value(self, column: Column, value: Any) -> Any:
-        if value is None or (isinstance(value, str) and value in column.empty_values):
-            return None
-        kind = column.kind
-        if kind == "str":
-            return value if isinstance(value, str) else str(value)
-        if kind == "timestamp":
-            return parse_vendor_time(value, self.zone) if value != "" else None
-        if kind == "int":
-            if isinstance(value, bool):
-                raise ValueError(value)
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value.strip() if isinstance(value, str) else value)
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("true", "1"):
-            return True
-        if text in ("false", "0"):
-            return False
-        raise ValueError(value)
-
-
 # ---------------------------------------------------------------------- what a report export asks for
 
 
@@ -166,25 +51,28 @@ class RowTyper:
 class ReportPlan:
     """The API days to ask for and, for a data-interval export, the half-open instant range to keep."""
 
-    first_day: dt.date | None
-    last_day: dt.date | None
+    first_day: dt.date
+    last_day: dt.date
     start: dt.datetime | None = None
     end: dt.datetime | None = None
 
     @property
     def windows(self) -> list[tuple[dt.date, dt.date]]:
-        if self.first_day is None or self.last_day is None:
-            return []
         return dates.report_windows(self.first_day, self.last_day)
 
-    def keeps(self, created_at: dt.datetime | None) -> bool:
+    def batch_filter(self, created_at_index: int) -> Callable[[Batch], Batch] | None:
+        """Keeps the rows of a batch created in the interval (None: every row of the days belongs)."""
         if self.start is None or self.end is None:
-            return True
-        return created_at is not None and self.start <= created_at < self.end
+            return None
+        low, high = utc_iso(self.start), utc_iso(self.end)
+
+        def keep(batch: Batch) -> Batch:
+            inside = [v is not None and low <= v < high for v in batch[created_at_index]]
+            return batch if all(inside) else [list(itertools.compress(values, inside)) for values in batch]
+
+        return keep
 
     def describe(self) -> str:
-        if self.first_day is None:
-            return f"[{self.start}, {self.end}): empty interval, nothing to ask"
         days = f"API days {self.first_day} to {self.last_day}"
         return days if self.start is None else f"created in [{self.start}, {self.end}), {days}"
 
@@ -209,7 +97,15 @@ def plan_report(from_date: Any, to_date: Any, context: Any, zone: zoneinfo.ZoneI
     start = _utc(start, "data_interval_start")
     end = _utc(end, "data_interval_end")
     if end <= start:
-        return ReportPlan(None, None, start, end)
+        # Airflow 3 schedules "@daily" with CronTriggerTimetable by default: start == end. Exporting
+        # that would silently write an empty file every day.
+        raise EasifyInvalidParameterError(
+            "from_date",
+            from_date,
+            f"from_date and to_date are required: the run's data interval [{start}, {end}) is empty. Schedule "
+            "the DAG with CronDataIntervalTimetable or CronTriggerTimetable(..., interval=...) to export by "
+            "data interval",
+        )
     first = start.astimezone(zone).date()
     last = (end - _ONE_MICROSECOND).astimezone(zone).date()
     return ReportPlan(first, last, start, end)
@@ -218,18 +114,18 @@ def plan_report(from_date: Any, to_date: Any, context: Any, zone: zoneinfo.ZoneI
 def _utc(value: Any, name: str) -> dt.datetime:
     if not isinstance(value, dt.datetime) or value.tzinfo is None:
         raise EasifyInvalidParameterError(name, value, "must be a time-zone aware datetime")
-    return value.astimezone(dt.timezone.utc)
+    return value.astimezone(dt.UTC)
 
 
 # ---------------------------------------------------------------------- progress
 
 
 class ExportProgress:
-    """Counts rows, requests and windows; logs at most every ``every_seconds`` and once at the end."""
+    """Counts rows, requests and windows; logs at most every ``every_seconds``, per window and at the end."""
 
     def __init__(
         self,
-        log: logging.Logger,
+        log: Logger,
         requests: Callable[[], int],
         *,
         windows: int = 1,
@@ -249,9 +145,9 @@ class ExportProgress:
     def requests(self) -> int:
         return self._requests() - self._requests_at_start
 
-    def row(self) -> None:
-        self.rows += 1
-        if not self.rows & 1023 and time.monotonic() - self._last_log >= self.every_seconds:
+    def written(self, rows: int) -> None:
+        self.rows += rows
+        if time.monotonic() - self._last_log >= self.every_seconds:
             self.log_progress()
 
     def window_done(self) -> None:
@@ -272,165 +168,118 @@ class ExportProgress:
 # ---------------------------------------------------------------------- sources
 
 
-def report_rows(
+def report_batches(
     hook: EasifyHook,
     plan: ReportPlan,
     filters: dict[str, Any],
-    typer: RowTyper,
+    typer: BatchTyper,
     progress: ExportProgress,
     page_size: int | None,
-) -> Iterator[dict[str, Any]]:
-    """Typed report rows of the plan, oldest first, window by window. Filters are checked before any request."""
-    windows = plan.windows
-    pages = [hook.iter_sms_report(first, last, order="asc", page_size=page_size, **filters) for first, last in windows]
-    return _report_rows(pages, plan, typer, progress)
+) -> Iterator[Batch]:
+    """Typed report rows of the plan in batches, oldest first. Arguments are checked before any request."""
+    windows = [
+        hook.iter_sms_report(first, last, order="asc", page_size=page_size, **filters) for first, last in plan.windows
+    ]
+    keep = plan.batch_filter(typer.index("created_at"))
+    return _typed_batches(_raw_batches(windows, BATCH_ROWS), typer, progress, keep)
 
 
-def _report_rows(
-    pages: list[Iterator[dict[str, Any]]], plan: ReportPlan, typer: RowTyper, progress: ExportProgress
-) -> Iterator[dict[str, Any]]:
-    for window in pages:
-        for raw in window:
-            row = typer(raw)
-            if plan.keeps(row["created_at"]):
-                yield row
-            else:
-                progress.dropped += 1
-        progress.window_done()
-
-
-def contact_rows(
-    hook: EasifyHook, group_id: Any, typer: RowTyper, progress: ExportProgress, page_size: int | None
-) -> Iterator[dict[str, Any]]:
+def contact_batches(
+    hook: EasifyHook, group_id: Any, typer: BatchTyper, progress: ExportProgress, page_size: int | None
+) -> Iterator[Batch]:
     group = None if group_id in (None, "") else group_id
-    pages = hook.iter_contacts(group_id=group, order="asc", page_size=page_size)
-    return _contact_rows(pages, typer, progress)
+    contacts = hook.iter_contacts(group_id=group, order="asc", page_size=page_size)
+    return _typed_batches(_raw_batches([contacts], BATCH_ROWS), typer, progress, None)
 
 
-def _contact_rows(
-    pages: Iterator[dict[str, Any]], typer: RowTyper, progress: ExportProgress
-) -> Iterator[dict[str, Any]]:
-    for raw in pages:
-        yield typer(raw)
-    progress.window_done()
+#: Rows handed from the fetching thread to the writing one at a time: several pages, since each
+#: hand-over costs a thread switch.
+BATCH_ROWS = 1000
+#: Batches the fetching thread may run ahead of the writer: with BATCH_ROWS, what bounds the rows in memory.
+PREFETCH_BATCHES = 4
 
 
-# ---------------------------------------------------------------------- destinations
+def _raw_batches(windows: list[Iterator[dict[str, Any]]], size: int) -> Iterator[list[dict[str, Any]] | None]:
+    """Raw rows in lists of ``size``; None after each window."""
+    for rows in windows:
+        batch: list[dict[str, Any]] = []
+        for raw in rows:
+            batch.append(raw)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+        yield None
 
 
-class Destination:
-    """Where the finished file goes. ``publish`` is the only write and is all-or-nothing."""
-
-    uri: str
-
-    def ensure_writable(self, replace: bool) -> None:
-        """Fail before the export when the object exists and may not be replaced."""
-        if not replace and self.exists():
-            raise AirflowException(f"{self.uri} already exists and replace=False")
-
-    def exists(self) -> bool:
-        raise NotImplementedError
-
-    def staging_dir(self) -> str | None:
-        """Directory of the temporary file (None: the system's)."""
-        return None
-
-    def publish(self, local_path: str, replace: bool) -> None:
-        raise NotImplementedError
+def _typed_batches(
+    raw_batches: Iterator[list[dict[str, Any]] | None],
+    typer: BatchTyper,
+    progress: ExportProgress,
+    keep: Callable[[Batch], Batch] | None,
+) -> Iterator[Batch]:
+    for raws in prefetched(raw_batches, PREFETCH_BATCHES):
+        if raws is None:
+            progress.window_done()
+            continue
+        batch = typer(raws)
+        if keep is not None:
+            batch = keep(batch)
+            progress.dropped += len(raws) - batch_size(batch)
+        yield batch
 
 
-class S3Destination(Destination):
-    """An S3 object, uploaded with ``S3Hook.load_file_obj`` (boto3's transfer manager: multipart when large)."""
-
-    def __init__(
-        self, bucket: str, key: str, aws_conn_id: str | None, *, parameters: tuple[str, str] = ("s3_bucket", "s3_key")
-    ) -> None:
-        if not isinstance(bucket, str) or not bucket.strip():
-            raise EasifyInvalidParameterError(parameters[0], bucket, "a bucket name is required")
-        if not isinstance(key, str) or not key.strip() or key.endswith("/"):
-            raise EasifyInvalidParameterError(parameters[1], key, "an object key (not ending with '/') is required")
-        self.bucket = bucket.strip()
-        self.key = key.strip().lstrip("/")
-        self.aws_conn_id = aws_conn_id
-        self.uri = f"s3://{self.bucket}/{self.key}"
-
-    @cached_property
-    def hook(self) -> Any:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        return S3Hook(aws_conn_id=self.aws_conn_id)
-
-    def exists(self) -> bool:
-        return bool(self.hook.check_for_key(self.key, self.bucket))
-
-    def publish(self, local_path: str, replace: bool) -> None:
-        # load_file_obj (not load_file) so that lineage names the S3 object but not our temporary file.
-        with open(local_path, "rb") as handle:
-            self.hook.load_file_obj(handle, self.key, bucket_name=self.bucket, replace=replace)
+_T = TypeVar("_T")
+_END = object()
 
 
-class ObjectStorageDestination(Destination):
-    """Any ``ObjectStoragePath``. Local files are renamed into place; remote ones get one ``put_file``."""
+def prefetched(items: Iterator[_T], depth: int) -> Iterator[_T]:
+    """Iterate ``items`` in a background thread, at most ``depth`` items ahead.
 
-    def __init__(self, path: Any) -> None:
-        self.path = path
-        self.uri = str(path)
-        self.local = path.protocol in _LOCAL_PROTOCOLS
+    The next API pages are fetched while this thread types and writes the current ones; errors are
+    raised here, in order. When the consumer stops early the fetching thread stops after its current item.
+    """
+    handover: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
 
-    def exists(self) -> bool:
-        return bool(self.path.exists())
+    def put(entry: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                handover.put(entry, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
 
-    def staging_dir(self) -> str | None:
-        if not self.local:
-            return None
-        parent = os.path.dirname(self.path.path) or "."
-        os.makedirs(parent, exist_ok=True)
-        return parent  # same file system as the target, so the final rename is atomic
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((True, _END))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            put((False, exc))
 
-    def publish(self, local_path: str, replace: bool) -> None:
-        if self.local:
-            if not replace and os.path.exists(self.path.path):
-                raise AirflowException(f"{self.uri} already exists and replace=False")
-            os.replace(local_path, self.path.path)
-        else:
-            self.ensure_writable(replace)
-            self.path.fs.put_file(local_path, self.path.path)
-        from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
-
-        get_hook_lineage_collector().add_output_asset(context=self.path, uri=self.uri)
-
-
-def destination_from(destination: Any, conn_id: str | None) -> Destination:
-    """A destination from an ``ObjectStoragePath`` or a URI (``s3://``, ``file://``, ``gs://``, a plain path)."""
-    if isinstance(destination, ObjectStoragePath):
-        if destination.protocol in ("s3", "s3a"):
-            bucket = destination.bucket.rpartition("@")[2]  # Airflow 2 puts "conn_id@" before the bucket
-            conn = conn_id or getattr(destination, "conn_id", None) or "aws_default"
-            return S3Destination(bucket, destination.key, conn, parameters=("destination", "destination"))
-        return ObjectStorageDestination(destination)
-    if not isinstance(destination, str) or not destination.strip():
-        raise EasifyInvalidParameterError(
-            "destination", destination, "must be an ObjectStoragePath or a URI such as s3://bucket/key or file:///path"
-        )
-    text = destination.strip()
-    if "://" not in text:
-        text = "file://" + os.path.abspath(os.path.expanduser(text))
-    parts = urlsplit(text)
-    scheme = parts.scheme.lower()
-    if scheme in ("s3", "s3a"):
-        return S3Destination(
-            parts.netloc, parts.path.lstrip("/"), conn_id or "aws_default", parameters=("destination", "destination")
-        )
-    if not parts.path.strip("/") or parts.path.endswith("/"):
-        raise EasifyInvalidParameterError("destination", destination, "must name a file, not a directory")
-    return ObjectStorageDestination(ObjectStoragePath(text, conn_id=conn_id))
+    thread = threading.Thread(target=produce, name="easify-export-fetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = handover.get()
+            if not ok:
+                raise item
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 # ---------------------------------------------------------------------- the export
 
 
 def write_and_publish(
-    rows: Iterable[dict[str, Any]],
+    batches: Iterable[Batch],
     *,
     columns: tuple[Column, ...],
     file_format: str,
@@ -440,7 +289,7 @@ def write_and_publish(
     skip_if_empty: bool,
     progress: ExportProgress,
 ) -> int:
-    """Write every row to a temporary file, then publish it in one step. Returns the row count.
+    """Write every batch of rows to a temporary file, then publish it in one step. Returns the row count.
 
     Any failure while rows are read or written leaves the destination untouched.
     """
@@ -448,10 +297,10 @@ def write_and_publish(
     prefix = ".easify-export-" if staging else "easify-export-"
     with tempfile.TemporaryDirectory(prefix=prefix, dir=staging) as workdir:
         local_path = os.path.join(workdir, "export" + file_suffix(file_format, compression))
-        with open_writer(local_path, file_format, columns, compression) as writer:
-            for row in rows:
-                writer.write(row)
-                progress.row()
+        with open_writer(local_path, file_format, columns, compression) as writer, _closing(batches):
+            for batch in batches:
+                writer.write_batch(batch)
+                progress.written(batch_size(batch))
         progress.log_progress("Export written")
         if writer.rows == 0 and skip_if_empty:
             raise AirflowSkipException(f"No rows to export; {destination.uri} not written (skip_if_empty=True)")
@@ -459,6 +308,17 @@ def write_and_publish(
         progress.log.info("Uploading %d rows (%d bytes) to %s", writer.rows, size, destination.uri)
         destination.publish(local_path, replace)
     return writer.rows
+
+
+@contextlib.contextmanager
+def _closing(batches: Iterable[Batch]) -> Iterator[None]:
+    """Close the batches' generator on any exit, which stops its fetching thread at once (not at garbage collection)."""
+    try:
+        yield
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 def easify_asset_uri(base_url: str, endpoint: str) -> str:

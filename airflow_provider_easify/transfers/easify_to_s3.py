@@ -8,7 +8,8 @@ of the same interval writes the same bytes.
 Without ``from_date``/``to_date`` an SMS report export covers exactly the run's data interval
 ``[data_interval_start, data_interval_end)``: the API is asked for the whole days (in
 ``source_timezone``) covering it, and rows are kept by their ``created_at`` timestamp, so consecutive
-runs neither overlap nor leave gaps.
+runs neither overlap nor leave gaps. A zero-length interval (Airflow 3's plain ``"@daily"`` schedule,
+a ``CronTriggerTimetable`` without ``interval``) is refused rather than exported as an empty file.
 """
 
 from __future__ import annotations
@@ -17,25 +18,21 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
+
 from airflow_provider_easify.exceptions import EasifyInvalidParameterError
 from airflow_provider_easify.hooks.easify import EasifyHook
+from airflow_provider_easify.transfers._destinations import Destination, S3Destination, destination_from
 from airflow_provider_easify.transfers._export import (
-    CONTACT_COLUMNS,
-    REPORT_COLUMNS,
-    Destination,
     ExportProgress,
-    RowTyper,
-    S3Destination,
-    contact_rows,
-    destination_from,
+    contact_batches,
     plan_report,
     positive_int_or_none,
+    report_batches,
     report_input_lineage,
-    report_rows,
-    source_zone,
     write_and_publish,
 )
-from airflow_provider_easify.utils.export_formats import Column, require_parquet_support, validate_format
+from airflow_provider_easify.transfers._rows import CONTACT_COLUMNS, REPORT_COLUMNS, BatchTyper, source_zone
+from airflow_provider_easify.utils.export_formats import Batch, Column, require_parquet_support, validate_format
 from airflow_provider_easify.utils.phone import mask_phone
 
 if TYPE_CHECKING:
@@ -65,7 +62,8 @@ class EasifyExportOperator(BaseOperator):
     :param replace: Overwrite an existing object (default True, so a re-run replaces its own output).
         With False an existing object fails the task before anything is read.
     :param skip_if_empty: Skip the task instead of writing an empty file (header only) when no row matched.
-    :param source_timezone: IANA zone in which the API's zone-less ``created_at``/``updated_at`` are read.
+    :param source_timezone: IANA zone of the API's dates: its zone-less ``created_at``/``updated_at`` are
+        read in it, and a data interval is turned into API days in it (default ``UTC``, the sandbox's).
         Timestamps are written in UTC, ISO-8601 with offset (csv, jsonl) or ``timestamp[us, UTC]`` (parquet).
     :param page_size: Rows asked per API page (default: the hook's).
     :param easify_conn_id: The Easify connection.
@@ -101,9 +99,9 @@ class EasifyExportOperator(BaseOperator):
         raise NotImplementedError
 
     def iter_rows(
-        self, hook: EasifyHook, context: Context, typer: RowTyper, progress: ExportProgress
-    ) -> Iterator[dict[str, Any]]:
-        """Validate the rendered arguments (before any request), then return the typed rows lazily."""
+        self, hook: EasifyHook, context: Context, typer: BatchTyper, progress: ExportProgress
+    ) -> Iterator[Batch]:
+        """Validate the rendered arguments (before any request), then return batches of typed rows lazily."""
         raise NotImplementedError
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -111,7 +109,7 @@ class EasifyExportOperator(BaseOperator):
             require_parquet_support()
         destination = self.get_destination()
         hook = EasifyHook(easify_conn_id=self.easify_conn_id)
-        typer = RowTyper(self.columns, source_zone(self.source_timezone), self.log)
+        typer = BatchTyper(self.columns, source_zone(self.source_timezone), self.log)
         progress = ExportProgress(self.log, lambda: hook.requests_made)
         rows = self.iter_rows(hook, context, typer, progress)
         destination.ensure_writable(self.replace)
@@ -174,8 +172,8 @@ class EasifySmsReportExportOperator(EasifyExportOperator):
         self.country_code = country_code
 
     def iter_rows(
-        self, hook: EasifyHook, context: Context, typer: RowTyper, progress: ExportProgress
-    ) -> Iterator[dict[str, Any]]:
+        self, hook: EasifyHook, context: Context, typer: BatchTyper, progress: ExportProgress
+    ) -> Iterator[Batch]:
         plan = plan_report(self.from_date, self.to_date, context, typer.zone)
         filters = {
             name: value
@@ -190,7 +188,7 @@ class EasifySmsReportExportOperator(EasifyExportOperator):
         shown = {k: mask_phone(v) if k in ("sender", "receiver") else v for k, v in filters.items()}
         self.log.info("SMS report rows %s, filters %s", plan.describe(), shown or "none")
         progress.windows = len(plan.windows)
-        return report_rows(hook, plan, filters, typer, progress, self.page_size)
+        return report_batches(hook, plan, filters, typer, progress, self.page_size)
 
 
 class EasifyContactsExportOperator(EasifyExportOperator):
@@ -212,10 +210,10 @@ class EasifyContactsExportOperator(EasifyExportOperator):
         self.group_id = group_id
 
     def iter_rows(
-        self, hook: EasifyHook, context: Context, typer: RowTyper, progress: ExportProgress
-    ) -> Iterator[dict[str, Any]]:
+        self, hook: EasifyHook, context: Context, typer: BatchTyper, progress: ExportProgress
+    ) -> Iterator[Batch]:
         self.log.info("Contacts of %s", "every group" if self.group_id in (None, "") else f"group {self.group_id}")
-        return contact_rows(hook, self.group_id, typer, progress, self.page_size)
+        return contact_batches(hook, self.group_id, typer, progress, self.page_size)
 
 
 # ---------------------------------------------------------------------- destinations

@@ -1,15 +1,16 @@
-"""Row writers of the exports: csv, jsonl and parquet, optionally compressed, streamed row by row.
+"""Row writers of the exports: csv, jsonl and parquet, optionally compressed, written batch by batch.
 
-A writer receives typed rows (``int``, ``str``, ``bool``, tz-aware ``datetime`` or ``None``) in the
-column order of its schema and writes them to a local file. Output is deterministic: the same rows
-give the same bytes (gzip headers carry no time stamp nor file name).
+A writer receives batches of typed rows, column by column: a batch is one list of values per column
+of the schema, in order, all of the same length. Values are ``int``, ``str``, ``bool``, ``None``, and
+for timestamps the instant as a canonical UTC ISO-8601 string (``2024-10-15T17:36:32+00:00``), which
+csv and jsonl write as is and parquet stores as ``timestamp[us, UTC]``. Output is deterministic: the
+same rows give the same bytes (gzip headers carry no time stamp nor file name).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import datetime as dt
 import gzip
 import importlib.util
 import io
@@ -20,6 +21,8 @@ from typing import IO, Any, Literal
 from airflow_provider_easify.exceptions import EasifyInvalidParameterError
 
 ColumnKind = Literal["int", "str", "bool", "timestamp"]
+#: One list of values per column, in the schema's order.
+Batch = list[list[Any]]
 
 FILE_FORMATS = ("csv", "jsonl", "parquet")
 #: Compressions per format. csv and jsonl are gzip-wrapped; for parquet the value is its internal codec.
@@ -68,19 +71,26 @@ def file_suffix(file_format: str, compression: str | None) -> str:
     return f".{file_format}.gz"
 
 
+def batch_size(batch: Batch) -> int:
+    return len(batch[0]) if batch else 0
+
+
 class RowWriter:
-    """Writes typed rows to ``path``; use as a context manager. ``rows`` counts what was written."""
+    """Writes batches of typed rows to ``path``; use as a context manager. ``rows`` counts what was written."""
 
     def __init__(self, path: str, columns: Sequence[Column]) -> None:
         self.path = path
         self.columns = tuple(columns)
+        self.names = [c.name for c in self.columns]
         self.rows = 0
 
-    def write(self, row: dict[str, Any]) -> None:
-        self._write(row)
-        self.rows += 1
+    def write_batch(self, batch: Batch) -> None:
+        count = batch_size(batch)
+        if count:
+            self._write_batch(batch)
+            self.rows += count
 
-    def _write(self, row: dict[str, Any]) -> None:
+    def _write_batch(self, batch: Batch) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -93,64 +103,53 @@ class RowWriter:
         self.close()
 
 
-def _open_text(path: str, compression: str | None) -> tuple[IO[str], list[IO[Any]]]:
-    """A text stream on ``path`` and the streams to close, innermost first."""
-    raw = open(path, "wb")  # closed by the writer
-    if compression == "gzip":
-        zipped = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=_GZIP_LEVEL)
-        text = io.TextIOWrapper(zipped, encoding="utf-8", newline="")
-        return text, [text, zipped, raw]
-    text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-    return text, [text, raw]
+class _TextWriter(RowWriter):
+    """A UTF-8 text file, gzip-wrapped when asked."""
+
+    def __init__(self, path: str, columns: Sequence[Column], compression: str | None = None) -> None:
+        super().__init__(path, columns)
+        raw = open(path, "wb")  # closed in close()
+        self._closers: list[Any] = [raw]
+        binary: Any = raw
+        if compression == "gzip":
+            binary = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=_GZIP_LEVEL)
+            self._closers.insert(0, binary)
+        self.stream: IO[str] = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+        self._closers.insert(0, self.stream)
+
+    def close(self) -> None:
+        for stream in self._closers:
+            stream.close()
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-compatible value: datetimes become ISO-8601 with their offset."""
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return value
-
-
-class CsvWriter(RowWriter):
+class CsvWriter(_TextWriter):
     """RFC 4180 csv with a header row, ``\\n`` line ends, booleans as ``true``/``false``, null as empty."""
 
     def __init__(self, path: str, columns: Sequence[Column], compression: str | None = None) -> None:
-        super().__init__(path, columns)
-        self._stream, self._closers = _open_text(path, compression)
-        self._writer = csv.writer(self._stream, lineterminator="\n")
-        self._writer.writerow([c.name for c in self.columns])
+        super().__init__(path, columns, compression)
+        self._writer = csv.writer(self.stream, lineterminator="\n")
+        self._writer.writerow(self.names)
+        # csv writes None as an empty field and ints as digits; only booleans need spelling out.
+        self._bools = [i for i, c in enumerate(self.columns) if c.kind == "bool"]
 
-    def _write(self, row: dict[str, Any]) -> None:
-        self._writer.writerow([_csv_value(row.get(c.name)) for c in self.columns])
-
-    def close(self) -> None:
-        for stream in self._closers:
-            stream.close()
-
-
-def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return _plain(value)
+    def _write_batch(self, batch: Batch) -> None:
+        if self._bools:
+            batch = list(batch)
+            for index in self._bools:
+                batch[index] = [None if v is None else ("true" if v else "false") for v in batch[index]]
+        self._writer.writerows(zip(*batch))
 
 
-class JsonLinesWriter(RowWriter):
+class JsonLinesWriter(_TextWriter):
     """One JSON object per line, keys in column order, UTF-8 (non-ASCII kept as is)."""
 
     def __init__(self, path: str, columns: Sequence[Column], compression: str | None = None) -> None:
-        super().__init__(path, columns)
-        self._stream, self._closers = _open_text(path, compression)
+        super().__init__(path, columns, compression)
+        self._encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
-    def _write(self, row: dict[str, Any]) -> None:
-        record = {c.name: _plain(row.get(c.name)) for c in self.columns}
-        self._stream.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
-        self._stream.write("\n")
-
-    def close(self) -> None:
-        for stream in self._closers:
-            stream.close()
+    def _write_batch(self, batch: Batch) -> None:
+        names, encode = self.names, self._encode
+        self.stream.write("".join([encode(dict(zip(names, row))) + "\n" for row in zip(*batch)]))
 
 
 class ParquetWriter(RowWriter):
@@ -169,28 +168,34 @@ class ParquetWriter(RowWriter):
         super().__init__(path, columns)
         types = {"int": pa.int64(), "str": pa.string(), "bool": pa.bool_(), "timestamp": pa.timestamp("us", tz="UTC")}
         self._pa = pa
-        self._schema = pa.schema([pa.field(c.name, types[c.kind]) for c in self.columns])
+        self._types = [types[c.kind] for c in self.columns]
+        self._schema = pa.schema([pa.field(c.name, t) for c, t in zip(self.columns, self._types)])
         self._writer = pq.ParquetWriter(path, self._schema, compression=compression or "snappy")
         self._row_group_size = row_group_size
-        self._buffer: dict[str, list[Any]] = {c.name: [] for c in self.columns}
-        self._buffered = 0
+        self._buffer: Batch = [[] for _ in self.columns]
 
-    def _write(self, row: dict[str, Any]) -> None:
-        for column in self.columns:
-            self._buffer[column.name].append(row.get(column.name))
-        self._buffered += 1
-        if self._buffered >= self._row_group_size:
-            self._flush()
+    def _write_batch(self, batch: Batch) -> None:
+        for buffered, values in zip(self._buffer, batch):
+            buffered.extend(values)
+        while batch_size(self._buffer) >= self._row_group_size:
+            size = self._row_group_size
+            self._flush([values[:size] for values in self._buffer])
+            self._buffer = [values[size:] for values in self._buffer]
 
-    def _flush(self) -> None:
-        if self._buffered:
-            batch = self._pa.RecordBatch.from_pydict(self._buffer, schema=self._schema)
-            self._writer.write_batch(batch, row_group_size=self._row_group_size)
-            self._buffer = {c.name: [] for c in self.columns}
-            self._buffered = 0
+    def _flush(self, batch: Batch) -> None:
+        pa = self._pa
+        arrays = []
+        for values, kind in zip(batch, self._types):
+            if pa.types.is_timestamp(kind):
+                arrays.append(pa.array(values, pa.string()).cast(kind))
+            else:
+                arrays.append(pa.array(values, kind))
+        self._writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self._schema))
 
     def close(self) -> None:
-        self._flush()
+        if batch_size(self._buffer):
+            self._flush(self._buffer)
+            self._buffer = [[] for _ in self.columns]
         self._writer.close()
 
 
