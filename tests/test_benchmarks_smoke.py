@@ -1,0 +1,65 @@
+"""The benchmarks in smoke mode, so that they do not rot: every script runs and reports its figures.
+
+Times are never asserted (a shared CI machine makes them meaningless); counts that are correctness are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = {"parse", "pacing", "wait", "export"}
+
+
+def test_run_all_smoke_mode_runs_every_benchmark_and_writes_their_figures(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "run_all.py"), "--smoke", "--results-dir", str(tmp_path)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, f"run_all.py failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
+    assert "All benchmarks" in proc.stdout
+
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    assert latest["mode"] == "smoke"
+    assert latest["crashed"] == []
+    assert set(latest["benchmarks"]) == BENCHMARKS
+    for name in BENCHMARKS:
+        entry = latest["benchmarks"][name]
+        assert entry["returncode"] == 0, (name, entry)
+        assert entry["result"] == json.loads((tmp_path / f"{name}.json").read_text())
+    figures: dict[str, list[dict]] = {name: [] for name in BENCHMARKS}
+    for fig in latest["figures"]:
+        assert {"benchmark", "name", "value", "goal", "met"} <= set(fig), fig
+        assert fig["value"] is not None, fig
+        figures[fig["benchmark"]].append(fig)
+    assert all(figures.values()), {name: len(figs) for name, figs in figures.items()}
+
+    for name in ("parse", "pacing", "wait"):
+        result = latest["benchmarks"][name]["result"]
+        assert result["benchmark"] == name and result["mode"] == "smoke" and result["runs"] == 1
+        assert {"cpu_count", "python", "airflow", "provider"} <= set(result["machine"])
+
+    pacing = latest["benchmarks"]["pacing"]["result"]["details"]
+    scenarios = {"hook loop", "bulk operator", "bulk operator, deferrable", "4 processes, one token"}
+    assert set(pacing["scenarios"]) == scenarios
+    for scenario, runs in pacing["scenarios"].items():
+        for run in runs:  # every intended message is in the sandbox's ledger exactly once
+            assert (run["in_ledger"], run["missing"], run["duplicates"], run["unexpected"]) == (30, 0, 0, 0), scenario
+            assert run["send_429"] >= 0 and run["rate_ratio"] > 0
+
+    parse = latest["benchmarks"]["parse"]["result"]["details"]
+    assert parse["missing"] == [] and len(parse["runs_ms"]) == 1
+    assert parse["runs_ms"][0]["provider_ms"] > 0
+
+    wait = latest["benchmarks"]["wait"]["result"]["details"]
+    for mode in ("deferrable", "poke"):
+        (run,) = wait["modes"][mode]
+        assert run["outcome"] == "Delivered" and run["requests"] >= 1, (mode, run)
+
+    export = latest["benchmarks"]["export"]["result"]
+    assert {"throughput", "requests", "peak_rss"} <= set(export)
