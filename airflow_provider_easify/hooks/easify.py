@@ -13,11 +13,9 @@ import time
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import requests
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
-from requests import exceptions as rexc
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from airflow_provider_easify.exceptions import (
@@ -45,6 +43,9 @@ from airflow_provider_easify.utils.phone import (
     parse_phone_number,
     sender_digits,
 )
+
+if TYPE_CHECKING:
+    import requests
 
 DEFAULT_BASE_URL = "https://backend.easify.app/api/v2"
 #: Rows asked for per page. The vendor documents no maximum; 100 keeps pages small enough to
@@ -197,6 +198,8 @@ class EasifyHook(BaseHook):
 
     @cached_property
     def session(self) -> requests.Session:
+        import requests  # imported on first use so that DAG files parse fast
+
         logging.getLogger("urllib3.connectionpool").addFilter(_URLLIB3_FILTER)
         session = requests.Session()
         session.headers.update(
@@ -292,7 +295,7 @@ class EasifyHook(BaseHook):
             response = self.session.request(
                 method, url, params=params, json=json, data=data, files=files, timeout=self.settings.timeout
             )
-        except rexc.RequestException as exc:
+        except _requests_exceptions().RequestException as exc:
             raise EasifyTransportError(
                 f"{type(exc).__name__} calling {method} {endpoint}",
                 request_sent=not _never_reached_server(exc),
@@ -724,9 +727,15 @@ def _has_next_page(body: dict[str, Any], page: int) -> bool:
     return False
 
 
+def _requests_exceptions() -> Any:
+    from requests import exceptions
+
+    return exceptions
+
+
 def _never_reached_server(exc: BaseException) -> bool:
     """True when the request certainly never left (connection refused, connect timeout, DNS)."""
-    if isinstance(exc, rexc.ConnectTimeout):
+    if isinstance(exc, _requests_exceptions().ConnectTimeout):
         return True
     from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import (
     AirflowException,
@@ -19,7 +19,6 @@ from airflow.providers.common.compat.sdk import (
     PokeReturnValue,
     conf,
 )
-from airflow.triggers.base import BaseTrigger
 
 from airflow_provider_easify import exceptions
 from airflow_provider_easify.exceptions import (
@@ -30,21 +29,22 @@ from airflow_provider_easify.exceptions import (
     EasifyTransportError,
 )
 from airflow_provider_easify.hooks.easify import EasifyHook
-from airflow_provider_easify.triggers.sms import (
-    EasifySmsReplyTrigger,
-    EasifySmsStatusTrigger,
-    compile_reply_pattern,
-    normalize_statuses,
-    reply_matches,
-    reply_result,
-    status_event,
-)
 from airflow_provider_easify.utils.phone import (
     mask_phone,
     mask_phone_numbers_in_text,
     parse_phone_number,
     sender_digits,
 )
+from airflow_provider_easify.utils.waiting import (
+    compile_reply_pattern,
+    normalize_statuses,
+    reply_matches,
+    reply_result,
+    status_event,
+)
+
+if TYPE_CHECKING:
+    from airflow.triggers.base import BaseTrigger
 
 #: The deferral's own timeout runs this much past the sensor's ``timeout``: the trigger ends at the
 #: timeout itself with a precise message; the deferral timeout only catches a trigger that cannot run.
@@ -92,7 +92,7 @@ class _EasifyWaitSensor(BaseSensorOperator):
     def _check_arguments(self) -> None:
         """Validate the rendered arguments before any request."""
 
-    def _trigger(self, deadline: float) -> BaseTrigger:
+    def _trigger(self, deadline: float, not_before: float) -> BaseTrigger:
         raise NotImplementedError
 
     def _timeout_message(self) -> str:
@@ -116,8 +116,9 @@ class _EasifyWaitSensor(BaseSensorOperator):
         if isinstance(done, PokeReturnValue) and done.is_done:
             return done.xcom_value
         remaining = timedelta(seconds=max(deadline - time.time(), 0))
+        # The trigger's first poll comes one poke_interval after this check, not right away.
         self.defer(
-            trigger=self._trigger(deadline),
+            trigger=self._trigger(deadline, not_before=time.time() + self.poke_interval),
             method_name="execute_complete",
             timeout=remaining + DEFERRAL_GRACE,
         )
@@ -253,7 +254,9 @@ class EasifySmsStatusSensor(_EasifyWaitSensor):
             f"(waiting for {', '.join(self.target_statuses)})"
         )
 
-    def _trigger(self, deadline: float) -> BaseTrigger:
+    def _trigger(self, deadline: float, not_before: float) -> BaseTrigger:
+        from airflow_provider_easify.triggers.sms import EasifySmsStatusTrigger
+
         return EasifySmsStatusTrigger(
             sms_id=str(self.sms_id),
             sender=self.sender,
@@ -264,6 +267,7 @@ class EasifySmsStatusSensor(_EasifyWaitSensor):
             poke_interval=self.poke_interval,
             deadline=deadline,
             easify_conn_id=self.easify_conn_id,
+            not_before=not_before,
         )
 
 
@@ -397,7 +401,9 @@ class EasifySmsReplySensor(_EasifyWaitSensor):
             message += f"; {len(self._ignored_reply_ids)} reply(ies) did not match the pattern (ids {ids})"
         return message
 
-    def _trigger(self, deadline: float) -> BaseTrigger:
+    def _trigger(self, deadline: float, not_before: float) -> BaseTrigger:
+        from airflow_provider_easify.triggers.sms import EasifySmsReplyTrigger
+
         return EasifySmsReplyTrigger(
             sender=self.sender,
             receiver=self.receiver,
@@ -408,4 +414,5 @@ class EasifySmsReplySensor(_EasifyWaitSensor):
             poke_interval=self.poke_interval,
             deadline=deadline,
             easify_conn_id=self.easify_conn_id,
+            not_before=not_before,
         )

@@ -16,90 +16,23 @@ A trigger ends with exactly one event:
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from functools import cached_property
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_easify.exceptions import EasifyApiError, EasifyInvalidParameterError, EasifyRateLimitError
-from airflow_provider_easify.hooks.easify import REPORT_STATUSES, EasifySingleAttemptHook
+from airflow_provider_easify.exceptions import EasifyApiError, EasifyRateLimitError
+from airflow_provider_easify.hooks.easify import EasifySingleAttemptHook
 from airflow_provider_easify.utils.phone import mask_phone
-
-# ---------------------------------------------------------------------- shared with the sensors
-
-
-def normalize_statuses(statuses: str | Iterable[str], parameter: str) -> tuple[str, ...]:
-    """Return the statuses spelled as the API spells them; refuse unknown ones (a typo would wait forever)."""
-    values = [statuses] if isinstance(statuses, str) else list(statuses or ())
-    known = {status.lower(): status for status in REPORT_STATUSES}
-    normalized = []
-    for value in values:
-        status = known.get(value.strip().lower()) if isinstance(value, str) else None
-        if status is None:
-            allowed = f"each status must be one of {', '.join(REPORT_STATUSES)}"
-            raise EasifyInvalidParameterError(parameter, value, allowed)
-        normalized.append(status)
-    return tuple(dict.fromkeys(normalized))
-
-
-def status_outcome(status: str | None, target_statuses: Sequence[str], failure_statuses: Sequence[str]) -> str | None:
-    """``"success"`` for a target status, ``"failure"`` for a failure status, else None (keep waiting)."""
-    if status is None:
-        return None
-    lowered = str(status).strip().lower()
-    if lowered in {s.lower() for s in target_statuses}:
-        return "success"
-    if lowered in {s.lower() for s in failure_statuses}:
-        return "failure"
-    return None
-
-
-def status_event(
-    row: dict[str, Any] | None, target_statuses: Sequence[str], failure_statuses: Sequence[str]
-) -> dict[str, Any] | None:
-    """The event that ends the wait for this chat-history row (the message), or None to keep waiting."""
-    status = None if row is None else row.get("status")
-    outcome = status_outcome(status, target_statuses, failure_statuses)
-    if outcome == "success":
-        return {"status": "success", "sms_status": status}
-    if outcome == "failure":
-        return {"status": "failure", "sms_status": status, "reason": (row or {}).get("reason")}
-    return None
-
-
-def compile_reply_pattern(pattern: str | None, ignore_case: bool = True) -> re.Pattern[str] | None:
-    """Compile the pattern a reply must match (``re.search`` on the stripped text); None accepts any reply."""
-    if pattern is None or pattern == "":
-        return None
-    if not isinstance(pattern, str):
-        raise EasifyInvalidParameterError("pattern", pattern, "must be a regular expression (a string)")
-    try:
-        return re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-    except re.error as exc:
-        raise EasifyInvalidParameterError("pattern", pattern, f"is not a valid regular expression ({exc})") from None
-
-
-def reply_matches(row: dict[str, Any], pattern: re.Pattern[str] | None) -> bool:
-    return pattern is None or pattern.search((row.get("message") or "").strip()) is not None
-
-
-def reply_result(row: dict[str, Any]) -> dict[str, Any]:
-    """The sensor's return value for a reply."""
-    return {"id": row.get("id"), "message": row.get("message"), "created_at": row.get("created_at")}
-
-
-def error_event(exc: BaseException) -> dict[str, Any]:
-    message = exc.message if isinstance(exc, EasifyApiError) else str(exc)
-    return {
-        "status": "error",
-        "message": message or type(exc).__name__,
-        "error_type": type(exc).__name__,
-        "status_code": getattr(exc, "status_code", None),
-    }
-
+from airflow_provider_easify.utils.waiting import (
+    compile_reply_pattern,
+    error_event,
+    reply_matches,
+    reply_result,
+    status_event,
+)
 
 # ---------------------------------------------------------------------- triggers
 
@@ -107,11 +40,15 @@ def error_event(exc: BaseException) -> dict[str, Any]:
 class _EasifyPollingTrigger(BaseTrigger):
     """Polls until :meth:`_poll` returns an event or ``deadline`` (epoch seconds) passes."""
 
-    def __init__(self, *, poke_interval: float, deadline: float | None, easify_conn_id: str) -> None:
+    def __init__(
+        self, *, poke_interval: float, deadline: float | None, easify_conn_id: str, not_before: float | None = None
+    ) -> None:
         super().__init__()
         self.poke_interval = float(poke_interval)
         self.deadline = None if deadline is None else float(deadline)
         self.easify_conn_id = easify_conn_id
+        #: Epoch seconds before which the first poll waits (the sensor has just checked).
+        self.not_before = None if not_before is None else float(not_before)
 
     @cached_property
     def hook(self) -> EasifySingleAttemptHook:
@@ -125,6 +62,9 @@ class _EasifyPollingTrigger(BaseTrigger):
         raise NotImplementedError
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        if self.not_before is not None:
+            first_poll = self.not_before if self.deadline is None else min(self.not_before, self.deadline)
+            await asyncio.sleep(max(0.0, first_poll - time.time()))
         while True:
             wait = self.poke_interval
             try:
@@ -181,8 +121,11 @@ class EasifySmsStatusTrigger(_EasifyPollingTrigger):
         poke_interval: float = 30,
         deadline: float | None = None,
         easify_conn_id: str = "easify_default",
+        not_before: float | None = None,
     ) -> None:
-        super().__init__(poke_interval=poke_interval, deadline=deadline, easify_conn_id=easify_conn_id)
+        super().__init__(
+            poke_interval=poke_interval, deadline=deadline, easify_conn_id=easify_conn_id, not_before=not_before
+        )
         self.sms_id = str(sms_id)
         self.sender = sender
         self.receiver = receiver
@@ -204,6 +147,7 @@ class EasifySmsStatusTrigger(_EasifyPollingTrigger):
                 "poke_interval": self.poke_interval,
                 "deadline": self.deadline,
                 "easify_conn_id": self.easify_conn_id,
+                "not_before": self.not_before,
             },
         )
 
@@ -246,8 +190,11 @@ class EasifySmsReplyTrigger(_EasifyPollingTrigger):
         poke_interval: float = 60,
         deadline: float | None = None,
         easify_conn_id: str = "easify_default",
+        not_before: float | None = None,
     ) -> None:
-        super().__init__(poke_interval=poke_interval, deadline=deadline, easify_conn_id=easify_conn_id)
+        super().__init__(
+            poke_interval=poke_interval, deadline=deadline, easify_conn_id=easify_conn_id, not_before=not_before
+        )
         self.sender = sender
         self.receiver = receiver
         self.after_id = int(after_id)
@@ -270,6 +217,7 @@ class EasifySmsReplyTrigger(_EasifyPollingTrigger):
                 "poke_interval": self.poke_interval,
                 "deadline": self.deadline,
                 "easify_conn_id": self.easify_conn_id,
+                "not_before": self.not_before,
             },
         )
 

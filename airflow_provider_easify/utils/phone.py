@@ -12,9 +12,6 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-import phonenumbers
-from phonenumbers import NumberParseException, ValidationResult
-
 from airflow_provider_easify.exceptions import EasifyInvalidParameterError
 
 SUPPORTED_COUNTRY_CODES: tuple[str, ...] = ("+1", "+972", "+44")
@@ -54,6 +51,9 @@ def parse_phone_number(
     ``number`` is E.164 (``+13151350000``), or national digits when ``country_code`` is given.
     When both an E.164 number and ``country_code`` are given they must agree.
     """
+    import phonenumbers  # imported on first use so that DAG files parse fast
+    from phonenumbers import NumberParseException, ValidationResult
+
     text = str(number).strip() if number is not None else ""
     if not text:
         raise EasifyInvalidParameterError(parameter, number, "a phone number is required")
@@ -117,6 +117,9 @@ def mask_phone(number: object) -> str:
     if len(text) < 6:
         return "***"
     if text.startswith("+"):
+        import phonenumbers
+        from phonenumbers import NumberParseException
+
         try:
             parsed = phonenumbers.parse(text, None)
             code = f"+{parsed.country_code}"

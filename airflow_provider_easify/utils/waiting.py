@@ -1,0 +1,84 @@
+"""What ends a wait for an SMS status or a reply; shared by the sensors and their triggers.
+
+Kept apart from the trigger module so that DAG files importing the sensors do not import
+``airflow.triggers.base``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from airflow_provider_easify.exceptions import EasifyApiError, EasifyInvalidParameterError
+from airflow_provider_easify.hooks.easify import REPORT_STATUSES
+
+
+def normalize_statuses(statuses: str | Iterable[str], parameter: str) -> tuple[str, ...]:
+    """Return the statuses spelled as the API spells them; refuse unknown ones (a typo would wait forever)."""
+    values = [statuses] if isinstance(statuses, str) else list(statuses or ())
+    known = {status.lower(): status for status in REPORT_STATUSES}
+    normalized = []
+    for value in values:
+        status = known.get(value.strip().lower()) if isinstance(value, str) else None
+        if status is None:
+            allowed = f"each status must be one of {', '.join(REPORT_STATUSES)}"
+            raise EasifyInvalidParameterError(parameter, value, allowed)
+        normalized.append(status)
+    return tuple(dict.fromkeys(normalized))
+
+
+def status_outcome(status: str | None, target_statuses: Sequence[str], failure_statuses: Sequence[str]) -> str | None:
+    """``"success"`` for a target status, ``"failure"`` for a failure status, else None (keep waiting)."""
+    if status is None:
+        return None
+    lowered = str(status).strip().lower()
+    if lowered in {s.lower() for s in target_statuses}:
+        return "success"
+    if lowered in {s.lower() for s in failure_statuses}:
+        return "failure"
+    return None
+
+
+def status_event(
+    row: dict[str, Any] | None, target_statuses: Sequence[str], failure_statuses: Sequence[str]
+) -> dict[str, Any] | None:
+    """The event that ends the wait for this chat-history row (the message), or None to keep waiting."""
+    status = None if row is None else row.get("status")
+    outcome = status_outcome(status, target_statuses, failure_statuses)
+    if outcome == "success":
+        return {"status": "success", "sms_status": status}
+    if outcome == "failure":
+        return {"status": "failure", "sms_status": status, "reason": (row or {}).get("reason")}
+    return None
+
+
+def compile_reply_pattern(pattern: str | None, ignore_case: bool = True) -> re.Pattern[str] | None:
+    """Compile the pattern a reply must match (``re.search`` on the stripped text); None accepts any reply."""
+    if pattern is None or pattern == "":
+        return None
+    if not isinstance(pattern, str):
+        raise EasifyInvalidParameterError("pattern", pattern, "must be a regular expression (a string)")
+    try:
+        return re.compile(pattern, re.IGNORECASE if ignore_case else 0)
+    except re.error as exc:
+        raise EasifyInvalidParameterError("pattern", pattern, f"is not a valid regular expression ({exc})") from None
+
+
+def reply_matches(row: dict[str, Any], pattern: re.Pattern[str] | None) -> bool:
+    return pattern is None or pattern.search((row.get("message") or "").strip()) is not None
+
+
+def reply_result(row: dict[str, Any]) -> dict[str, Any]:
+    """The sensor's return value for a reply."""
+    return {"id": row.get("id"), "message": row.get("message"), "created_at": row.get("created_at")}
+
+
+def error_event(exc: BaseException) -> dict[str, Any]:
+    message = exc.message if isinstance(exc, EasifyApiError) else str(exc)
+    return {
+        "status": "error",
+        "message": message or type(exc).__name__,
+        "error_type": type(exc).__name__,
+        "status_code": getattr(exc, "status_code", None),
+    }
