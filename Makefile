@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo   - send, wait for delivery and export the report against the sandbox"
 	@echo "make test   - lint, types and the test suite on Airflow 3 and Airflow 2.11"
-	@echo "make bench  - the benchmarks (prints a table, writes benchmarks/results.json)"
+	@echo "make bench  - the benchmarks (prints a table, writes benchmarks/results/latest.json)"
 
 $(VENV)/.installed: pyproject.toml constraints/airflow-3.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
