@@ -283,3 +283,21 @@ def test_bulk_operator_refuses_bad_arguments_at_parse_time():
 def test_segment_count(text, encoding, segments):
     info = count_segments(text)
     assert (info.encoding, info.segments) == (encoding, segments)
+
+
+def test_send_window_trigger_round_trip():
+    import asyncio
+    import importlib
+
+    from airflow_provider_easify.triggers.sms import EasifySendWindowTrigger
+
+    path, kwargs = EasifySendWindowTrigger(moment=time.time() + 0.2).serialize()
+    module, name = path.rsplit(".", 1)
+    rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
+
+    async def first_event():
+        return await rebuilt.run().__anext__()
+
+    event = asyncio.run(first_event())
+    assert event.payload == {"status": "window_open", "moment": kwargs["moment"]}
+    assert time.time() >= kwargs["moment"], "it fires when the window opens, not before"

@@ -239,11 +239,11 @@ class EasifyBulkSendSmsOperator(BaseOperator):
         return summary
 
     def _defer_until(self, wait: float, summary: dict[str, Any], *, done: int, total: int) -> None:
-        from airflow.providers.common.compat.standard.triggers import TimeDeltaTrigger
+        from airflow_provider_easify.triggers.sms import EasifySendWindowTrigger
 
         self.log.info("Send budget used up (%d/%d sent); deferring %.1fs until the next rate window", done, total, wait)
         self.defer(
-            trigger=TimeDeltaTrigger(dt.timedelta(seconds=wait)),
+            trigger=EasifySendWindowTrigger(moment=time.time() + wait),
             method_name="resume",
             kwargs={"progress": summary},
         )

@@ -236,3 +236,23 @@ class EasifySmsReplyTrigger(_EasifyPollingTrigger):
 
     def _timeout_event(self) -> dict[str, Any]:
         return {"status": "timeout", "after_id": self.after_id, "ignored_reply_ids": self.ignored_reply_ids}
+
+
+class EasifySendWindowTrigger(BaseTrigger):
+    """
+    Fire at ``moment`` (epoch seconds): when the token's next send window opens.
+
+    Airflow's ``TimeDeltaTrigger`` sleeps in whole seconds; this one sleeps the exact remainder, so a
+    deferrable bulk send resumes on time.
+    """
+
+    def __init__(self, *, moment: float) -> None:
+        super().__init__()
+        self.moment = float(moment)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return f"{type(self).__module__}.{type(self).__qualname__}", {"moment": self.moment}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        await asyncio.sleep(max(0.0, self.moment - time.time()))
+        yield TriggerEvent({"status": "window_open", "moment": self.moment})
