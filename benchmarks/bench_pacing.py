@@ -163,9 +163,9 @@ SCENARIOS: dict[str, Callable[[list[str], str], dict[str, Any]]] = {
 def import_code_paths() -> None:
     """Import what the scenarios use before timing them, so that no scenario pays for the imports."""
     from airflow.providers.common.compat.sdk import TaskDeferred  # noqa: F401
-    from airflow_provider_easify.triggers.sms import EasifySendWindowTrigger  # noqa: F401
 
     from airflow_provider_easify.operators.sms import EasifyBulkSendSmsOperator  # noqa: F401
+    from airflow_provider_easify.triggers.sms import EasifySendWindowTrigger  # noqa: F401
 
 
 # ---------------------------------------------------------------------- one measurement
