@@ -30,7 +30,7 @@ venv: $(VENV)/.installed
 venv-airflow2: $(VENV2)/.installed
 
 lint: venv
-	$(VENV)/bin/ruff check airflow_provider_easify tests example_dags benchmarks
+	$(VENV)/bin/ruff check airflow_provider_easify tests example_dags benchmarks scripts
 	$(VENV)/bin/mypy airflow_provider_easify
 
 test-airflow3: venv
