@@ -41,7 +41,7 @@ with DAG(
         sender=SENDER,
         receiver="{{ params.to_number }}",
         deferrable=True,
-        poke_interval=30,
+        poke_interval=15,  # 4 reads a minute: well inside the 60/min read budget
         timeout=timedelta(hours=1),
     )
 
