@@ -112,6 +112,8 @@ class EasifyHook(BaseHook):
     default_conn_name = "easify_default"
     conn_type = "easify"
     hook_name = "Easify"
+    #: False: every request is tried once and its failure raised, 429s included (for triggers).
+    retry_requests = True
 
     def __init__(self, easify_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -257,8 +259,8 @@ class EasifyHook(BaseHook):
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, EasifyRateLimitError):
-                self._pacers[budget].push_back(exc.retry_after)
-                return 0.0  # the pacer holds this and every other caller until the window reopens
+                # Paced calls wait in the pacer, which the 429 pushed back for every caller of the token.
+                return 0.0 if paced else exc.retry_after
             return self.backoff_seconds(state.attempt_number)
 
         def before_sleep(state: RetryCallState) -> None:
@@ -272,7 +274,10 @@ class EasifyHook(BaseHook):
             before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(self._request_once, method, endpoint, params, json, data, files, budget if paced else None)
+        args = (method, endpoint, params, json, data, files, budget, paced)
+        if not self.retry_requests:
+            return self._request_once(*args)
+        return retrying(self._request_once, *args)
 
     def _request_once(
         self,
@@ -282,9 +287,10 @@ class EasifyHook(BaseHook):
         json: dict[str, Any] | None,
         data: dict[str, Any] | None,
         files: dict[str, Any] | None,
-        budget: Budget | None,
+        budget: Budget,
+        paced: bool,
     ) -> dict[str, Any]:
-        if budget is not None:
+        if paced:
             self._pacers[budget].wait()
         url = f"{self.settings.base_url}/{endpoint}"
         if files:
@@ -301,7 +307,11 @@ class EasifyHook(BaseHook):
                 request_sent=not _never_reached_server(exc),
                 endpoint=endpoint,
             ) from None
-        return _parse_response(response, endpoint)
+        try:
+            return _parse_response(response, endpoint)
+        except EasifyRateLimitError as exc:
+            self._pacers[budget].push_back(exc.retry_after)  # holds every caller of this token
+            raise
 
     def backoff_seconds(self, attempt: int) -> float:
         """Exponential backoff with full jitter for the ``attempt``-th failure (1-based)."""
@@ -420,14 +430,39 @@ class EasifyHook(BaseHook):
         if sms_id is None or not str(sms_id).strip():
             raise EasifyInvalidParameterError("sms_id", sms_id, "the id returned by send_sms is required")
         target = str(sms_id).strip()
+        # Ids grow with time: everything from the target on is "newer than target - 1".
+        after_id = int(target) - 1 if target.isdigit() else 0
+        rows = self.messages_after(sender, receiver, after_id=after_id, country_code=country_code)
+        return next((row for row in rows if same_sms_id(row.get("id"), target)), None)
+
+    def messages_after(
+        self,
+        sender: str,
+        receiver: str,
+        *,
+        after_id: int | str,
+        country_code: str | None = None,
+        since: dt.datetime | None = None,
+        timezone: str = "UTC",
+    ) -> list[dict[str, Any]]:
+        """The messages of a conversation (both directions) newer than message ``after_id``, oldest first.
+
+        With ``since`` (a timezone-aware datetime), only those created at or after it; ``created_at`` is
+        read in ``timezone``. Reads the newest 10, then 100, then 1000 messages until the reference is reached.
+        """
+        reference = _positive_or_zero_int(after_id, "after_id")
+        newer: list[dict[str, Any]] = []
         for limit in _HISTORY_LIMITS:
             rows = self.get_chat_history(sender, receiver, country_code=country_code, limit=limit)
-            for row in rows:
-                if same_sms_id(row.get("id"), target):
-                    return row
-            if len(rows) < limit or _older_than_all(target, rows):
-                return None
-        return None
+            newer = [row for row in rows if _int_id(row.get("id")) > reference and _not_before(row, since, timezone)]
+            if len(newer) < len(rows) or len(rows) < limit:
+                break
+        else:
+            self.log.warning(
+                "More than %d messages with %s since message %s: only the newest are searched",
+                _HISTORY_LIMITS[-1], mask_phone(receiver), reference,
+            )
+        return sorted(newer, key=lambda row: _int_id(row.get("id")))
 
     def send_sms(
         self,
@@ -531,18 +566,14 @@ class EasifyHook(BaseHook):
         timezone: str = "UTC",
     ) -> str | None:
         """The id of an outgoing message with this exact body sent after ``after_id`` (and at or after
-        ``since``, a timezone-aware datetime; ``created_at`` is read in ``timezone``), else None.
-
-        Used to tell whether a send whose answer was lost was recorded by the server.
+        ``since``), else None. Tells whether a send whose answer was lost was recorded by the server.
         """
-        for limit in _HISTORY_LIMITS:
-            rows = self.get_chat_history(sender, receiver, country_code=country_code, limit=limit)
-            newer = [row for row in rows if _int_id(row.get("id")) > after_id and _not_before(row, since, timezone)]
-            for row in sorted(newer, key=lambda r: _int_id(r.get("id"))):
-                if row.get("send_by", "sender") == "sender" and (row.get("message") or "") == (message or ""):
-                    return str(row["id"])
-            if len(newer) < len(rows) or len(rows) < limit:
-                return None
+        rows = self.messages_after(
+            sender, receiver, after_id=after_id, country_code=country_code, since=since, timezone=timezone
+        )
+        for row in rows:
+            if row.get("send_by", "sender") == "sender" and (row.get("message") or "") == (message or ""):
+                return str(row["id"])
         return None
 
     def reserve_send_slots(self, count: int) -> tuple[float, float]:
@@ -577,24 +608,9 @@ class EasifyHook(BaseHook):
     def get_replies(
         self, sender: str, receiver: str, *, after_id: int | str, country_code: str | None = None
     ) -> list[dict[str, Any]]:
-        """Return the incoming messages (``send_by == "receiver"``) newer than message ``after_id``, oldest first.
-
-        Reads the newest 10, 100, then 1000 messages of the conversation until the reference is reached.
-        """
-        reference = _positive_or_zero_int(after_id, "after_id")
-        newer: list[dict[str, Any]] = []
-        for limit in _HISTORY_LIMITS:
-            rows = self.get_chat_history(sender, receiver, country_code=country_code, limit=limit)
-            newer = [row for row in rows if _int_id(row.get("id")) > reference]
-            if len(newer) < len(rows) or len(rows) < limit:
-                break
-        else:
-            self.log.warning(
-                "More than %d messages with %s since message %s: only the newest are searched for replies",
-                _HISTORY_LIMITS[-1], mask_phone(receiver), reference,
-            )
-        replies = [row for row in newer if row.get("send_by") == "receiver"]
-        return sorted(replies, key=lambda row: _int_id(row.get("id")))
+        """Return the incoming messages (``send_by == "receiver"``) newer than message ``after_id``, oldest first."""
+        rows = self.messages_after(sender, receiver, after_id=after_id, country_code=country_code)
+        return [row for row in rows if row.get("send_by") == "receiver"]
 
 
 class EasifySingleAttemptHook(EasifyHook):
@@ -605,17 +621,7 @@ class EasifySingleAttemptHook(EasifyHook):
     other caller of the token through the shared pacer.
     """
 
-    def _request(self, method: str, endpoint: str, **kwargs: Any) -> dict[str, Any]:
-        budget: Budget | None = kwargs.get("budget", "read") if kwargs.get("paced", True) else None
-        try:
-            return self._request_once(
-                method, endpoint, kwargs.get("params"), kwargs.get("json"), kwargs.get("data"), kwargs.get("files"),
-                budget,
-            )
-        except EasifyRateLimitError as exc:
-            if budget is not None:
-                self._pacers[budget].push_back(exc.retry_after)
-            raise
+    retry_requests = False
 
 
 # ---------------------------------------------------------------------- helpers
@@ -709,12 +715,6 @@ def _not_before(row: dict[str, Any], since: dt.datetime | None, timezone: str) -
         return dates.parse_created_at(str(row.get("created_at")), timezone=timezone) >= since
     except ValueError:
         return True  # an unreadable timestamp cannot rule the row out
-
-
-def _older_than_all(target: str, rows: list[dict[str, Any]]) -> bool:
-    """History is newest first with increasing ids: a target below the oldest row is further back."""
-    ids = [_int_id(row.get("id")) for row in rows]
-    return bool(ids) and target.isdigit() and int(target) > max(ids)
 
 
 def _has_next_page(body: dict[str, Any], page: int) -> bool:
