@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,10 @@ class Deployment:
             AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
             AIRFLOW__API__HOST="127.0.0.1",
             AIRFLOW__API__PORT=str(self.port),
+            # Failures of Airflow's own API then say what went wrong instead of pointing at a log id.
+            AIRFLOW__API__EXPOSE_STACKTRACE="True",
+            # sqlite3's 5 s busy timeout is short for four processes writing one file on two cores.
+            AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS="tests.deployment.sqlite_connect_args.CONNECT_ARGS",
             AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{self.base}/execution/",
             AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
             AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="1",
@@ -81,8 +86,12 @@ class Deployment:
     def start(self, timeout: float = 180) -> None:
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "airflow"), "standalone"], env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=self.home,
+            [str(VENV_BIN / "airflow"), "standalone"],
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=self.home,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -117,10 +126,15 @@ class Deployment:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def api(self, method: str, path: str, **kwargs) -> dict:
-        response = requests.request(method, f"{self.base}/api/v2/{path}", timeout=30, **kwargs)
-        assert response.ok, f"{method} {path}: {response.status_code} {response.text[:500]}"
-        return response.json()
+    def get(self, path: str, attempts: int = 3) -> dict:
+        for attempt in range(1, attempts + 1):
+            response = requests.get(f"{self.base}/api/v2/{path}", timeout=30)
+            if response.ok:
+                return response.json()
+            if response.status_code < 500 or attempt == attempts:
+                break
+            time.sleep(2)
+        raise AssertionError(f"GET {path}: {response.status_code} {response.text[:2000]}\n{self.output()[-6000:]}")
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -131,16 +145,36 @@ class Deployment:
             time.sleep(1)
         raise AssertionError(f"{dag_id} was never parsed:\n{self.output()[-4000:]}")
 
-    def trigger(self, dag_id: str, logical_date: str | None = None) -> str:
+    def trigger(self, dag_id: str, logical_date: str | None = None, attempts: int = 5) -> str:
+        """Trigger a run with a run id of our own, so a retried POST can never create a second run.
+
+        Airflow on SQLite (what ``airflow standalone`` uses) can answer 500 "database is locked" when the
+        scheduler and the DAG processor write at the same moment; that is Airflow's, not the provider's.
+        """
         self.wait_for_dag(dag_id)
-        run = self.api("POST", f"dags/{dag_id}/dagRuns", json={"logical_date": logical_date})
-        return run["dag_run_id"]
+        run_id = f"test__{dag_id}__{uuid.uuid4().hex[:8]}"
+        body = {"dag_run_id": run_id, "logical_date": logical_date}
+        for attempt in range(1, attempts + 1):
+            response = requests.post(f"{self.base}/api/v2/dags/{dag_id}/dagRuns", json=body, timeout=30)
+            if response.ok:
+                return response.json()["dag_run_id"]
+            existing = requests.get(f"{self.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}", timeout=30)
+            if existing.ok:
+                return run_id
+            if response.status_code < 500 or attempt == attempts:
+                raise AssertionError(
+                    f"POST dags/{dag_id}/dagRuns: {response.status_code} {response.text[:2000]}\n"
+                    f"{self.output()[-6000:]}"
+                )
+            print(f"trigger {dag_id}: attempt {attempt} got {response.status_code} {response.text[:2000]}")
+            time.sleep(2)
+        raise AssertionError("unreachable")
 
     def first_run_id(self, dag_id: str, timeout: float = 120) -> str:
         self.wait_for_dag(dag_id)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            runs = self.api("GET", f"dags/{dag_id}/dagRuns")["dag_runs"]
+            runs = self.get(f"dags/{dag_id}/dagRuns")["dag_runs"]
             if runs:
                 return runs[0]["dag_run_id"]
             time.sleep(1)
@@ -150,19 +184,21 @@ class Deployment:
         deadline = time.monotonic() + timeout
         state = None
         while time.monotonic() < deadline:
-            state = self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}")["state"]
+            state = self.get(f"dags/{dag_id}/dagRuns/{run_id}")["state"]
             if state in ("success", "failed"):
                 return state
             time.sleep(1)
         raise AssertionError(f"{dag_id} still {state} after {timeout}s:\n{self.output()[-4000:]}")
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
-        return self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        return self.get(f"dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
         response = requests.get(
             f"{self.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-            params={"full_content": "true"}, headers={"Accept": "application/json"}, timeout=30,
+            params={"full_content": "true"},
+            headers={"Accept": "application/json"},
+            timeout=30,
         )
         return json.dumps(response.json())
 
@@ -196,8 +232,12 @@ def test_example_dags_and_parallel_sends_in_a_real_deployment(tmp_path, sandbox,
     ).create_bucket(Bucket=BUCKET)
     sandbox.configure(send_limit=4, send_window_seconds=3, pending_seconds=1, delivered_seconds=3)
     easify_extra = {"send_per_minute": 80, "send_window_seconds": 3, "read_per_minute": 0, "timeout": 10}
-    aws = {"conn_type": "aws", "login": "k", "password": "s",
-           "extra": {"endpoint_url": s3_server, "region_name": "us-east-1"}}
+    aws = {
+        "conn_type": "aws",
+        "login": "k",
+        "password": "s",
+        "extra": {"endpoint_url": s3_server, "region_name": "us-east-1"},
+    }
     deployment = Deployment(
         tmp_path,
         {
