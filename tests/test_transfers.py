@@ -424,6 +424,30 @@ def test_fault_mid_export_leaves_nothing_and_a_retry_completes(sandbox, s3, make
     assert [p.name for p in local_file.parent.iterdir()] == ["45d.jsonl"], "staging files left behind"
 
 
+def test_a_large_export_is_one_multipart_upload(sandbox, s3, easify_conn):
+    """Past S3Hook's multipart threshold the file goes up in parts, read from disk, as one object."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    threshold = S3Hook().transfer_config.multipart_threshold
+    sandbox.configure(read_limit=0)
+    sandbox.generate_report("2023-05-01", "2023-05-02", 40_000)
+    op = EasifySmsReportToS3Operator(
+        task_id="export", s3_bucket=s3.bucket, s3_key="sms/large.csv", from_date="2023-05-01",
+        to_date="2023-05-02", easify_conn_id=easify_conn,
+    )
+
+    result = op.execute({})
+
+    head = s3.client.head_object(Bucket=s3.bucket, Key="sms/large.csv")
+    assert head["ContentLength"] > threshold, "the export must be large enough to need a multipart upload"
+    parts = int(head["ETag"].strip('"').rpartition("-")[2])  # a multipart object's ETag ends in -<parts>
+    assert parts == -(-head["ContentLength"] // S3Hook().transfer_config.multipart_chunksize)
+    truth = [expected_report(raw) for raw in sandbox.report_truth("2023-05-01", "2023-05-02")]
+    assert result["rows"] == len(truth) >= 80_000
+    assert read_rows(s3.get("sms/large.csv"), "csv", None, REPORT_KINDS) == blank_to_none(truth)
+    assert s3.keys() == ["sms/large.csv"]
+
+
 def test_replace_false_fails_before_reading(sandbox, s3, easify_conn, tmp_path):
     s3.client.put_object(Bucket=s3.bucket, Key="sms/existing.csv", Body=b"old")
     existing = tmp_path / "existing.csv"
