@@ -135,7 +135,16 @@ def test_pytest_plugin_helper(monkeypatch: pytest.MonkeyPatch) -> None:
         conn = json.loads(os.environ[pytest_plugin.CONN_ENV])
         assert conn["host"] == sandbox.api_url and conn["password"] == "plugin-token"
         assert sandbox.get_config()["send_limit"] == 3
-    assert callable(pytest_plugin.easify_sandbox)
+
+
+@pytest.mark.easify_sandbox(send_limit=7, token="marker-token")
+def test_easify_sandbox_fixture_as_a_dag_author_uses_it(easify_sandbox: EasifySandbox) -> None:
+    """The fixture comes from the installed package's ``pytest11`` entry point, not from our conftest."""
+    from airflow_provider_easify.hooks.easify import EasifyHook
+
+    assert easify_sandbox.token == "marker-token" and easify_sandbox.get_config()["send_limit"] == 7
+    sms_id = EasifyHook().send_sms("+13155550100", "+13151350000", "hi")  # easify_default, set by the fixture
+    assert [str(m["id"]) for m in easify_sandbox.ledger()] == [sms_id]
 
 
 @pytest.mark.parametrize(
