@@ -17,13 +17,13 @@ help:
 $(VENV)/.installed: pyproject.toml constraints/airflow-3.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
-	$(VENV)/bin/python -m pip install -q -c constraints/airflow-3.txt -e '.[amazon,parquet,test]'
+	$(VENV)/bin/python -m pip install -q -c constraints/airflow-3.txt -e '.[amazon,parquet,redis,test]' apache-airflow-providers-celery 'celery<5.7'
 	touch $@
 
 $(VENV2)/.installed: pyproject.toml constraints/airflow-2.txt
 	test -x $(VENV2)/bin/python || $(PYTHON) -m venv $(VENV2)
 	$(VENV2)/bin/python -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
-	$(VENV2)/bin/python -m pip install -q -c constraints/airflow-2.txt -e '.[amazon,test]'
+	$(VENV2)/bin/python -m pip install -q -c constraints/airflow-2.txt -e '.[amazon,redis,test]'
 	touch $@
 
 venv: $(VENV)/.installed
