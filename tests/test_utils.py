@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import multiprocessing
-import time
 
 import pytest
 
 from airflow_provider_easify.exceptions import EasifyInvalidParameterError
 from airflow_provider_easify.utils.dates import parse_created_at, report_windows, to_date
-from airflow_provider_easify.utils.pacing import Pacer
 from airflow_provider_easify.utils.phone import (
     mask_phone,
     mask_phone_numbers_in_text,
@@ -106,28 +103,3 @@ def test_parse_created_at():
     assert parse_created_at("10-15-2024 12:05:00 AM", timezone="America/New_York").isoformat() == (
         "2024-10-15T00:05:00-04:00"
     )
-
-
-def _reserve_many(args):
-    url, count = args
-    pacer = Pacer(url, "tok", "send", per_minute=600)
-    slots = []
-    for _ in range(count):
-        pacer.wait()
-        slots.append(time.time())
-    return slots
-
-
-def test_pacer_spaces_calls_across_processes(tmp_path, monkeypatch):
-    monkeypatch.setenv("EASIFY_PACING_DIR", str(tmp_path))
-    url = f"http://pacer-test/{time.time()}"
-    with multiprocessing.get_context("fork").Pool(3) as pool:
-        results = pool.map(_reserve_many, [(url, 4)] * 3)
-    stamps = sorted(t for slots in results for t in slots)
-    gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    assert len(stamps) == 12
-    assert min(gaps) >= 0.1 * 0.95, gaps  # 600/min = one every 0.1 s, shared by all processes
-
-
-def test_pacer_off():
-    assert Pacer(f"u{time.time()}", "t", "read", per_minute=0).reserve() == 0.0

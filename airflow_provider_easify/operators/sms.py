@@ -19,9 +19,9 @@ from airflow_provider_easify.exceptions import (
     EasifyValidationError,
 )
 from airflow_provider_easify.hooks.easify import EasifyHook
+from airflow_provider_easify.operators.send_journal import SendJournal
 from airflow_provider_easify.utils.phone import PhoneNumber, mask_phone, parse_phone_number, sender_digits
 from airflow_provider_easify.utils.segments import count_segments
-from airflow_provider_easify.utils.send_journal import SendJournal
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -183,6 +183,7 @@ class EasifyBulkSendSmsOperator(BaseOperator):
     def _run(self, context: Context, progress: dict[str, Any] | None, *, resumed: bool) -> dict[str, Any]:
         hook = EasifyHook(easify_conn_id=self.easify_conn_id)
         summary = progress or {"sent": {}, "failed": {}, "duplicates": [], "total": 0}
+        self._carried_block = summary.pop("block", None)  # send slots reserved before the deferral
         try:
             sender = sender_digits(self.from_number, parameter="from_number")
             targets, invalid = self._targets(hook)
@@ -205,12 +206,7 @@ class EasifyBulkSendSmsOperator(BaseOperator):
                     summary["sent"][recipient.e164] = earlier
                     continue
                 if block_size > 0 and budget == 0:
-                    wait = hook.send_budget_wait()
-                    if wait > DEFER_AFTER_SECONDS:
-                        self._defer_until(wait, summary, done=len(summary["sent"]), total=summary["total"])
-                    time.sleep(wait)
-                    budget = min(block_size, len(pending) - index)
-                    hook.reserve_send_slots(budget)
+                    budget = self._take_block(hook, summary, min(block_size, len(pending) - index))
                 try:
                     watermark = journal.before_send(sender, recipient)
                     sms_id = hook.send_sms(
@@ -237,6 +233,25 @@ class EasifyBulkSendSmsOperator(BaseOperator):
             len(summary["sent"]), len(summary["failed"]), len(summary["duplicates"]), summary["total"],
         )
         return summary
+
+    def _take_block(self, hook: EasifyHook, summary: dict[str, Any], count: int) -> int:
+        """Reserve ``count`` sends of the token's budget and wait, or defer, until they start; return the count.
+
+        The reservation is the one the burst is sent in: a deferral carries it to the resume, which
+        sends in it unless it has already ended (a late resume reserves again).
+        """
+        block, self._carried_block = self._carried_block, None
+        if block is None or block["end"] <= time.time():
+            wait = hook.send_budget_wait()
+            if wait > DEFER_AFTER_SECONDS:
+                self._defer_until(wait, summary, done=len(summary["sent"]), total=summary["total"])
+            start, end = hook.reserve_send_slots(count)
+            block = {"start": start, "end": end, "count": count}
+        wait = block["start"] - time.time()
+        if wait > DEFER_AFTER_SECONDS:
+            self._defer_until(wait, {**summary, "block": block}, done=len(summary["sent"]), total=summary["total"])
+        time.sleep(max(0.0, wait))
+        return int(block["count"])
 
     def _defer_until(self, wait: float, summary: dict[str, Any], *, done: int, total: int) -> None:
         from airflow_provider_easify.triggers.sms import EasifySendWindowTrigger

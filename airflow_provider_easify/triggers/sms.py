@@ -1,9 +1,12 @@
 """Triggers that wait for an SMS to reach a status, or for a reply, polling Easify off the event loop.
 
 Each poll runs the (synchronous) hook in a worker thread, so the triggerer's event loop never
-waits on HTTP; the waits between polls are ``asyncio.sleep`` on the loop, where a cancelled
-trigger stops at once. Requests are tried once (:class:`EasifySingleAttemptHook`): the trigger's
-own loop retries transient failures (5xx, timeouts, dropped connections) and waits out 429s.
+waits on HTTP; every wait is ``asyncio.sleep`` on the loop, where a cancelled trigger stops at once:
+the waits between polls, 429s, and the wait for the token's read budget (the poll's thread reserves
+the slot and returns at once, :class:`~..transport.PacingDeferred`; the poll is repeated when the slot
+opens, so a thousand waiting triggers hold no thread). Requests are tried once
+(:class:`EasifyTriggerHook`): the trigger's own loop retries transient failures (5xx, timeouts,
+dropped connections) and waits out 429s.
 A trigger ends with exactly one event:
 
 - ``{"status": "success", ...}``: the wait is over (``sms_status`` or ``reply``);
@@ -24,7 +27,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_easify.exceptions import EasifyApiError, EasifyRateLimitError
-from airflow_provider_easify.hooks.easify import EasifySingleAttemptHook
+from airflow_provider_easify.hooks.easify import EasifyTriggerHook
+from airflow_provider_easify.transport import PacingDeferred
 from airflow_provider_easify.utils.phone import mask_phone
 from airflow_provider_easify.utils.waiting import (
     compile_reply_pattern,
@@ -51,8 +55,12 @@ class _EasifyPollingTrigger(BaseTrigger):
         self.not_before = None if not_before is None else float(not_before)
 
     @cached_property
-    def hook(self) -> EasifySingleAttemptHook:
-        return EasifySingleAttemptHook(easify_conn_id=self.easify_conn_id)
+    def hook(self) -> EasifyTriggerHook:
+        return EasifyTriggerHook(easify_conn_id=self.easify_conn_id)
+
+    def _poll_once(self) -> dict[str, Any] | None:
+        self.hook.transport.new_unit_of_work()
+        return self._poll()
 
     def _poll(self) -> dict[str, Any] | None:
         """One check, run in a worker thread: the final event, or None to keep waiting."""
@@ -68,7 +76,9 @@ class _EasifyPollingTrigger(BaseTrigger):
         while True:
             wait = self.poke_interval
             try:
-                event = await asyncio.to_thread(self._poll)
+                event = await asyncio.to_thread(self._poll_once)
+            except PacingDeferred as deferred:
+                wait = deferred.delay  # the slot is reserved: poll again the moment it opens
             except EasifyRateLimitError as exc:
                 wait = max(exc.retry_after, self.poke_interval)
                 self.log.warning("Easify rate limit reached; next poll in %g s", wait)

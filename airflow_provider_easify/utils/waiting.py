@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from airflow_provider_easify.exceptions import EasifyApiError, EasifyInvalidParameterError
-from airflow_provider_easify.hooks.easify import REPORT_STATUSES
+from airflow_provider_easify.utils.params import REPORT_STATUSES
 
 
 def normalize_statuses(statuses: str | Iterable[str], parameter: str) -> tuple[str, ...]:
