@@ -219,7 +219,9 @@ with both, at most ``times`` hits. The first matching fault fires; it is checked
 limit, and counted in ``stats.faults_fired`` (and on the request's entry). Kinds:
 
 * ``http_error``: answer ``status`` (default 500; any 4xx/5xx) ``{"status": false, "message": "Server
-  Error", "errors": []}`` without doing the work;
+  Error", "errors": []}`` without doing the work; ``message`` replaces the text (e.g. a 429's
+  "Try again in 2 minutes 5 seconds"), ``body`` "html" answers a gateway's HTML page instead and
+  "empty" an empty body;
 * ``drop``: close the connection without a response, nothing done;
 * ``slow``: sleep ``delay`` seconds (default 1.0), then handle normally;
 * ``malformed``: handle normally (a send *is* recorded), answer 200 ``{"status": true, "data": {``;

@@ -196,6 +196,14 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def _reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> int:
         return self._reply_raw(status, json.dumps(payload).encode("utf-8"), headers=headers)
 
+    def _error_reply(self, fault: Any) -> int:
+        """An ``http_error`` fault's answer: the vendor's JSON, a gateway's HTML page or an empty body."""
+        if fault.body == "html":
+            return self._reply_raw(fault.status, GATEWAY_PAGE % (fault.status, fault.status), "text/html")
+        if fault.body == "empty":
+            return self._reply_raw(fault.status, b"", "text/plain")
+        return self._reply(fault.status, failure(fault.message or SERVER_ERROR))
+
     def _drop(self) -> int:
         """Close the connection without answering (counted as status 0)."""
         self._count(0)
@@ -315,7 +323,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         fault = self.state.take_fault(endpoint, record)
         if fault is not None:
             if fault.kind == "http_error":
-                return self._reply(fault.status, failure(SERVER_ERROR))
+                return self._error_reply(fault)
             if fault.kind == "drop":
                 return self._drop()
             if fault.kind == "slow":
@@ -336,6 +344,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
             if fault.kind == "recorded_drop":
                 return self._drop()
         return self._reply(status, payload)
+
+
+GATEWAY_PAGE = b"<html><head><title>%d</title></head><body><center><h1>%d Bad Gateway</h1></center></body></html>"
 
 
 class EasifySandbox(SandboxClient):

@@ -32,6 +32,7 @@ from .models import (
 ENDPOINTS = ("send", "report", "contacts", "phone-numbers", "chat-history")
 FAULT_KINDS = ("http_error", "drop", "slow", "malformed", "recorded_502", "recorded_drop")
 SEND_ONLY_FAULTS = ("recorded_502", "recorded_drop")
+FAULT_BODIES = ("json", "html", "empty")
 #: Refuse /_sandbox/report/generate calls that would add more rows than this.
 MAX_GENERATED_ROWS = 5_000_000
 
@@ -57,6 +58,10 @@ class Fault:
     status: int
     delay: float
     fired: int = 0
+    #: ``http_error`` only: "json" (the vendor's shape), "html" (a gateway's page) or "empty".
+    body: str = "json"
+    #: ``http_error`` only: the JSON answer's message (None: the default text).
+    message: str | None = None
 
     def matches(self, endpoint: str) -> bool:
         if self.endpoint not in ("*", endpoint):
@@ -70,7 +75,7 @@ class Fault:
 def parse_fault(spec: Any, fault_id: int) -> Fault:
     if not isinstance(spec, dict):
         raise ValueError("a fault is a JSON object")
-    unknown = sorted(set(spec) - {"endpoint", "kind", "times", "probability", "status", "delay"})
+    unknown = sorted(set(spec) - {"endpoint", "kind", "times", "probability", "status", "delay", "body", "message"})
     if unknown:
         raise ValueError(f"unknown fault field(s): {', '.join(unknown)}")
     endpoint = spec.get("endpoint", "*")
@@ -99,7 +104,13 @@ def parse_fault(spec: Any, fault_id: int) -> Fault:
     delay = float(spec.get("delay", 1.0))
     if delay < 0:
         raise ValueError("delay must be >= 0")
-    return Fault(fault_id, endpoint, kind, times, probability, status, delay)
+    body = spec.get("body", "json")
+    if body not in FAULT_BODIES:
+        raise ValueError(f"body must be one of {', '.join(FAULT_BODIES)}")
+    message = spec.get("message")
+    if message is not None and not isinstance(message, str):
+        raise ValueError("message must be a string")
+    return Fault(fault_id, endpoint, kind, times, probability, status, delay, body=body, message=message)
 
 
 # --------------------------------------------------------------------------- stats
