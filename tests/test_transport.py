@@ -4,6 +4,7 @@ retries of sends, and local pacing that survives planted, corrupt and foreign sl
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import struct
 import threading
@@ -193,7 +194,7 @@ def test_local_pacing_spaces_threads_and_refuses_far_slots(tmp_path, monkeypatch
     for thread in threads:
         thread.join()
     starts.sort()
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) == pytest.approx(0.1 * 1.03, rel=0.01)
     from airflow_provider_easify.transport.pacing import PacingRefused
 
