@@ -301,3 +301,41 @@ def test_send_window_trigger_round_trip():
     event = asyncio.run(first_event())
     assert event.payload == {"status": "window_open", "moment": kwargs["moment"]}
     assert time.time() >= kwargs["moment"], "it fires when the window opens, not before"
+
+
+def _run_until_deferred(operator, **kwargs):
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    context = {"ti": None, "dag_run": None, "ds": "2026-01-01"}
+    try:
+        return operator.resume(context, **kwargs) if kwargs else operator.execute(context), None
+    except TaskDeferred as deferred:
+        return None, deferred
+
+
+def test_a_deferred_bulk_burst_sends_in_the_slots_it_reserved(make_hook, sandbox, monkeypatch):
+    """The reservation travels with the deferral: the resume sends in it, no earlier, and reserves nothing new."""
+    for module in ("airflow.sdk.bases.operator", "airflow.models.baseoperator"):
+        try:
+            monkeypatch.setattr(__import__(module, fromlist=["ExecutorSafeguard"]).ExecutorSafeguard, "test_mode", True)
+        except (ImportError, AttributeError):
+            pass
+    hook = make_hook(send_per_minute=300, send_window_seconds=1)  # 5 sends a window, slots 0.206 s apart
+    operator = EasifyBulkSendSmsOperator(
+        task_id="bulk", from_number=SENDER, message="hi", recipients=[f"+1315135{n:04d}" for n in range(5)],
+        deferrable=True, easify_conn_id=hook.easify_conn_id,
+    )
+    start, end = hook.reserve_send_slots(5)
+    block = {"start": start + 2, "end": end + 2, "count": 5}  # as a deferral would carry it
+    progress = {"sent": {}, "failed": {}, "duplicates": [], "total": 5, "block": block}
+    _, deferred = _run_until_deferred(operator, progress=progress)
+    assert deferred is not None and deferred.trigger.moment == pytest.approx(block["start"], abs=0.01)
+    assert deferred.kwargs["progress"]["block"] == block and sandbox.ledger() == []
+
+    time.sleep(max(0.0, block["start"] - 0.5 - time.time()))
+    before = hook.send_budget_wait()
+    summary, deferred = _run_until_deferred(operator, **deferred.kwargs)
+    assert deferred is None and len(summary["sent"]) == 5 and "block" not in summary
+    sends = [r["t"] for r in sandbox.stats()["requests"] if r["endpoint"] == "send"]
+    assert len(sends) == 5 and min(sends) >= block["start"] - 0.05, "nothing went out before the reserved slots"
+    assert hook.send_budget_wait() <= before, "no new reservation was taken"

@@ -16,6 +16,7 @@ from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
 from airflow_provider_easify.exceptions import EasifyError, EasifyInvalidParameterError
 from airflow_provider_easify.hooks import connection
+from airflow_provider_easify.hooks.pagination import paginate
 from airflow_provider_easify.hooks.sending import send_once
 from airflow_provider_easify.transport.client import MAX_RATE_LIMIT_RETRIES, Budget, EasifyTransport
 from airflow_provider_easify.transport.settings import DEFAULT_BASE_URL, EasifyConnectionSettings
@@ -146,28 +147,8 @@ class EasifyHook(BaseHook):
         return self.transport.backoff_seconds(attempt)
 
     def _paginate(self, endpoint: str, params: dict[str, Any], page_size: int | None) -> Iterator[dict[str, Any]]:
-        """Yield every row of a Laravel-paginated listing, one page in memory at a time.
-
-        The vendor's ``links.next`` carries only ``?page=N`` (the filters are dropped), so pages are
-        requested with our own parameters and ``links.next``/``meta.last_page`` only say when to stop.
-        Rows that slid onto the next page because new rows arrived meanwhile are yielded once.
-        """
         limit = checks.positive_int(page_size, "page_size") if page_size is not None else DEFAULT_PAGE_SIZE
-        page = 1
-        previous_ids: set[Any] = set()
-        while True:
-            body = self._request("GET", endpoint, params={**params, "limit": limit, "page": page})
-            rows = body.get("data") or []
-            current_ids = set()
-            for row in rows:
-                row_id = row.get("id")
-                current_ids.add(row_id)
-                if row_id is None or row_id not in previous_ids:
-                    yield row
-            if not rows or not _has_next_page(body, page):
-                return
-            previous_ids = current_ids
-            page += 1
+        return paginate(lambda query: self._request("GET", endpoint, params=query), params, limit)
 
     # ------------------------------------------------------------------ endpoints
 
@@ -443,13 +424,3 @@ def _not_before(row: dict[str, Any], since: dt.datetime | None, timezone: str) -
         return dates.parse_created_at(str(row.get("created_at")), timezone=timezone) >= since
     except ValueError:
         return True  # an unreadable timestamp cannot rule the row out
-
-
-def _has_next_page(body: dict[str, Any], page: int) -> bool:
-    links = body.get("links")
-    if isinstance(links, dict) and "next" in links:
-        return bool(links.get("next"))
-    meta = body.get("meta")
-    if isinstance(meta, dict) and meta.get("last_page") is not None:
-        return page < int(meta["last_page"])
-    return False

@@ -244,21 +244,24 @@ class EasifyBulkSendSmsOperator(BaseOperator):
         if block is None or block["end"] <= time.time():
             wait = hook.send_budget_wait()
             if wait > DEFER_AFTER_SECONDS:
-                self._defer_until(wait, summary, done=len(summary["sent"]), total=summary["total"])
+                self._defer_until(time.time() + wait, summary)
             start, end = hook.reserve_send_slots(count)
             block = {"start": start, "end": end, "count": count}
         wait = block["start"] - time.time()
         if wait > DEFER_AFTER_SECONDS:
-            self._defer_until(wait, {**summary, "block": block}, done=len(summary["sent"]), total=summary["total"])
+            self._defer_until(block["start"], {**summary, "block": block})
         time.sleep(max(0.0, wait))
         return int(block["count"])
 
-    def _defer_until(self, wait: float, summary: dict[str, Any], *, done: int, total: int) -> None:
+    def _defer_until(self, moment: float, summary: dict[str, Any]) -> None:
         from airflow_provider_easify.triggers.sms import EasifySendWindowTrigger
 
-        self.log.info("Send budget used up (%d/%d sent); deferring %.1fs until the next rate window", done, total, wait)
+        self.log.info(
+            "Send budget used up (%d/%d sent); deferring %.1fs until the next rate window",
+            len(summary["sent"]), summary["total"], moment - time.time(),
+        )
         self.defer(
-            trigger=EasifySendWindowTrigger(moment=time.time() + wait),
+            trigger=EasifySendWindowTrigger(moment=moment),
             method_name="resume",
             kwargs={"progress": summary},
         )
