@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_easify import __version__
+from airflow_provider_easify.hooks.connection_fields import conn_fields
 
 INTEGRATION = "Easify"
+#: The README is the documentation; PyPI shows it on the package page.
+DOCUMENTATION_URL = "https://pypi.org/project/airflow-provider-easify/"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -16,6 +19,7 @@ def get_provider_info() -> dict[str, Any]:
         "description": "`Easify <https://easify.app/>`__ SMS and MMS: send, wait for delivery and replies, "
         "export SMS reports and contacts.",
         "versions": [__version__],
+        "documentation-url": DOCUMENTATION_URL,
         "integrations": [
             {
                 "integration-name": INTEGRATION,
@@ -52,28 +56,7 @@ def get_provider_info() -> dict[str, Any]:
                         "password": "Settings > API Settings in the Easify app",
                     },
                 },
-                "conn-fields": {
-                    "timeout": {
-                        "label": "Timeout (seconds)",
-                        "description": "Timeout of every API request. Default 30.",
-                        "schema": {"type": ["number", "null"], "minimum": 0},
-                    },
-                    "send_per_minute": {
-                        "label": "Sends per minute",
-                        "description": "Client-side pacing of /sms/send per token. Default 15; 0 turns pacing off.",
-                        "schema": {"type": ["integer", "null"], "minimum": 0},
-                    },
-                    "read_per_minute": {
-                        "label": "Reads per minute",
-                        "description": "Client-side pacing of GET endpoints per token. Default 60; 0 turns pacing off.",
-                        "schema": {"type": ["integer", "null"], "minimum": 0},
-                    },
-                    "max_retries": {
-                        "label": "Max retries",
-                        "description": "Retries of 5xx, timeouts and dropped connections. Default 5.",
-                        "schema": {"type": ["integer", "null"], "minimum": 0},
-                    },
-                },
+                "conn-fields": conn_fields(),
             }
         ],
     }

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_easify.exceptions import EasifyConfigurationError
 from airflow_provider_easify.get_provider_info import get_provider_info
+from airflow_provider_easify.hooks.connection_fields import EXTRA_FIELDS
 from airflow_provider_easify.hooks.easify import EasifyHook
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +39,8 @@ def test_provider_info_matches_airflow_schema():
     (conn_type,) = info["connection-types"]
     assert conn_type["connection-type"] == "easify" and conn_type["hook-name"] == "Easify"
     assert conn_type["ui-field-behaviour"]["relabeling"]["password"] == "API token"
-    assert set(conn_type["conn-fields"]) == {"timeout", "send_per_minute", "read_per_minute", "max_retries"}
+    assert set(conn_type["conn-fields"]) == {field.name for field in EXTRA_FIELDS}
+    assert info["documentation-url"].startswith("https://")
 
 
 def test_airflow_cli_lists_provider_and_connection_type(tmp_path):
@@ -60,7 +63,54 @@ def test_connection_form_both_ways():
         assert get_provider_info()["connection-types"][0]["conn-fields"]["timeout"]["schema"]["type"]
     else:
         widgets = EasifyHook.get_connection_form_widgets()
-        assert set(widgets) == {"timeout", "send_per_minute", "read_per_minute", "max_retries"}
+        assert set(widgets) == {field.name for field in EXTRA_FIELDS}
+        from wtforms import ValidationError
+
+        class Entered:
+            data = "0"
+
+        check = widgets["timeout"].kwargs["validators"][-1]  # Airflow 2's form refuses what the hook refuses
+        with pytest.raises(ValidationError, match="timeout"):
+            check(None, Entered())
+        Entered.data = "0.5"
+        check(None, Entered())
+
+
+@pytest.mark.parametrize("field", [f for f in EXTRA_FIELDS if f.minimum is not None], ids=lambda f: f.name)
+def test_the_form_and_the_hook_accept_the_same_values(field, monkeypatch):
+    """What the form's schema allows at its edge the hook takes; what it refuses the hook refuses, naming it."""
+    import jsonschema
+
+    schema = field.schema()
+    step = 1 if field.kind == "integer" else 0.05
+    below = field.minimum - step
+
+    def hook_with(value):
+        conn = {"conn_type": "easify", "password": "t", "extra": {field.name: value}}
+        monkeypatch.setenv("AIRFLOW_CONN_EASIFY_FORM", json.dumps(conn))
+        return EasifyHook(easify_conn_id="easify_form")
+
+    jsonschema.validate(field.minimum, schema)
+    assert getattr(hook_with(field.minimum).settings, _SETTING.get(field.name, field.name)) == field.minimum
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(below, schema)
+    with pytest.raises(EasifyConfigurationError, match=field.name):
+        _ = hook_with(below).settings
+    if field.kind == "integer":
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(field.minimum + 0.5, schema)
+        with pytest.raises(EasifyConfigurationError, match=field.name):
+            _ = hook_with(field.minimum + 0.5).settings
+
+
+_SETTING = {"timezone": "server_timezone"}
+
+
+def test_a_missing_token_names_the_field_not_a_temporary_connection_id(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_USUFVKVO", json.dumps({"conn_type": "easify", "host": "http://x"}))
+    with pytest.raises(EasifyConfigurationError) as caught:
+        _ = EasifyHook(easify_conn_id="usUfVkvo").settings
+    assert "'API token'" in str(caught.value) and "usUfVkvo" not in str(caught.value)
 
 
 def test_example_dags_import_cleanly_with_dagbag(tmp_path, monkeypatch):

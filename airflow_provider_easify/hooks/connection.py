@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from airflow_provider_easify.exceptions import EasifyConfigurationError
+from airflow_provider_easify.hooks.connection_fields import EXTRA_FIELDS, FIELDS_BY_NAME
 from airflow_provider_easify.transport.settings import DEFAULT_BASE_URL, EasifyConnectionSettings
 
 #: Seconds a Redis command used for pacing may take before pacing falls back to this machine.
@@ -19,56 +20,66 @@ def ui_field_behaviour() -> dict[str, Any]:
         "placeholders": {
             "host": DEFAULT_BASE_URL,
             "password": "Settings > API Settings in the Easify app",
-            "extra": '{"timeout": 30, "send_per_minute": 15, "read_per_minute": 60, "max_retries": 5}',
+            **{field.name: str(field.default) for field in EXTRA_FIELDS if field.default != ""},
         },
     }
 
 
 def connection_form_widgets() -> dict[str, Any]:
+    """The Airflow 2 form's extra fields, with the rules the hook applies (:mod:`.connection_fields`).
+
+    Airflow 2 accepts only integer, string, password and boolean fields: numbers are text fields that
+    the same check as the hook's validates.
+    """
     from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
     from flask_babel import lazy_gettext
-    from wtforms import IntegerField, StringField
-    from wtforms.validators import NumberRange, Optional
+    from wtforms import IntegerField, StringField, ValidationError
+    from wtforms.validators import Optional
 
-    def number(label: str) -> Any:
-        return IntegerField(
-            lazy_gettext(label), validators=[Optional(), NumberRange(min=0)], widget=BS3TextFieldWidget()
+    def as_the_hook_reads(name: str) -> Any:
+        def validate(form: Any, wtf_field: Any) -> None:
+            try:
+                _number({name: wtf_field.data}, name)
+            except EasifyConfigurationError as exc:
+                raise ValidationError(str(exc)) from None
+
+        return validate
+
+    widgets = {}
+    for field in EXTRA_FIELDS:
+        validators: list[Any] = [Optional()]
+        if field.kind != "string":
+            validators.append(as_the_hook_reads(field.name))
+        cls = IntegerField if field.kind == "integer" else StringField
+        widgets[field.name] = cls(
+            lazy_gettext(field.label), validators=validators, widget=BS3TextFieldWidget(),
+            description=field.description,
         )
-
-    return {
-        "timeout": StringField(lazy_gettext("Timeout (seconds)"), widget=BS3TextFieldWidget()),
-        "send_per_minute": number("Sends per minute (0 = no pacing)"),
-        "read_per_minute": number("Reads per minute (0 = no pacing)"),
-        "max_retries": number("Max retries"),
-        "max_rate_limit_wait": number("Longest wait for rate limits per call (seconds)"),
-        "pacing_redis_conn_id": StringField(
-            lazy_gettext("Redis connection id for pacing shared across hosts"), widget=BS3TextFieldWidget()
-        ),
-    }
+    return widgets
 
 
-def settings_from_connection(conn: Any, conn_id: str) -> EasifyConnectionSettings:
+def settings_from_connection(conn: Any) -> EasifyConnectionSettings:
     token = (conn.password or "").strip()
     if not token:
         raise EasifyConfigurationError(
-            f"Connection {conn_id!r} has no API token: put the Easify API token "
-            "in the connection's password field ('API token')."
+            "The Easify connection has no API token: put the Easify API token in its 'API token' "
+            "(password) field."
         )
     extra = conn.extra_dejson or {}
-    redis_conn_id = str(extra.get("pacing_redis_conn_id") or "").strip() or None
     return EasifyConnectionSettings(
         base_url=_base_url(conn.host, conn.port, conn.schema, extra),
         token=token,
-        timeout=_extra_number(extra, "timeout", 30.0, minimum=0.001),
-        send_per_minute=_extra_number(extra, "send_per_minute", 15.0, minimum=0),
-        read_per_minute=_extra_number(extra, "read_per_minute", 60.0, minimum=0),
-        max_retries=int(_extra_number(extra, "max_retries", 5, minimum=0)),
-        backoff_base=_extra_number(extra, "backoff_base", 1.0, minimum=0),
-        backoff_max=_extra_number(extra, "backoff_max", 30.0, minimum=0),
+        timeout=_number(extra, "timeout"),
+        send_per_minute=_number(extra, "send_per_minute"),
+        read_per_minute=_number(extra, "read_per_minute"),
+        max_retries=int(_number(extra, "max_retries")),
+        backoff_base=_number(extra, "backoff_base"),
+        backoff_max=_number(extra, "backoff_max"),
         server_timezone=_extra_timezone(extra),
-        send_window_seconds=_extra_number(extra, "send_window_seconds", 60.0, minimum=0.001),
-        max_rate_limit_wait=_extra_number(extra, "max_rate_limit_wait", 300.0, minimum=0),
-        pacing_redis_conn_id=redis_conn_id,
+        send_window_seconds=_number(extra, "send_window_seconds"),
+        max_rate_limit_wait=_number(extra, "max_rate_limit_wait"),
+        send_settle_seconds=_number(extra, "send_settle_seconds"),
+        pacing_redis_conn_id=str(extra.get("pacing_redis_conn_id") or "").strip() or None,
     )
 
 
@@ -128,16 +139,22 @@ def _base_url(host: str | None, port: int | None, schema: str | None, extra: dic
     return f"{extra.get('scheme', 'https')}://{netloc}/{path}"
 
 
-def _extra_number(extra: dict[str, Any], key: str, default: float, *, minimum: float) -> float:
+def _number(extra: dict[str, Any], key: str) -> float:
+    field = FIELDS_BY_NAME[key]
     value = extra.get(key)
     if value in (None, ""):
-        return float(default)
+        return float(field.default)
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = float("nan")
-    if not number >= minimum:
-        raise EasifyConfigurationError(f"Connection extra {key}={value!r} is invalid: must be a number >= {minimum}")
+    integral = field.kind != "integer" or (number == number and number == int(number) and not isinstance(value, bool))
+    minimum = field.minimum if field.minimum is not None else float("-inf")
+    if not (number >= minimum and integral):
+        kind = "an integer" if field.kind == "integer" else "a number"
+        raise EasifyConfigurationError(
+            f"Connection extra {key}={value!r} is invalid: must be {kind} >= {field.minimum}"
+        )
     return number
 
 

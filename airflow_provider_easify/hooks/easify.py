@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
 from airflow_provider_easify.exceptions import EasifyError, EasifyInvalidParameterError
-from airflow_provider_easify.hooks import connection
+from airflow_provider_easify.hooks import connection, sending
 from airflow_provider_easify.hooks.pagination import paginate
-from airflow_provider_easify.hooks.sending import send_once
 from airflow_provider_easify.transport.client import MAX_RATE_LIMIT_RETRIES, Budget, EasifyTransport
 from airflow_provider_easify.transport.settings import DEFAULT_BASE_URL, EasifyConnectionSettings
 from airflow_provider_easify.utils import dates
@@ -97,7 +96,7 @@ class EasifyHook(BaseHook):
 
     @cached_property
     def settings(self) -> EasifyConnectionSettings:
-        settings = connection.settings_from_connection(self.get_connection(self.easify_conn_id), self.easify_conn_id)
+        settings = connection.settings_from_connection(self.get_connection(self.easify_conn_id))
         mask_secret(settings.token)
         return settings
 
@@ -292,8 +291,8 @@ class EasifyHook(BaseHook):
         Never sends twice: a failure after which the server may have recorded the message is
         resolved by looking for it in the conversation before sending again (:mod:`.sending`).
 
-        :param after_message_id: The newest message id of the conversation before this send, when the
-            caller already read it (see :meth:`newest_message_id`); saves one history read.
+        :param after_message_id: The conversation's watermark before this send, when the caller already
+            read it (see :meth:`send_watermark`); saves one read.
         :param paced: ``False`` when the caller already reserved send budget with :meth:`reserve_send_slots`.
         """
         sender = sender_digits(from_number, parameter="from_number")
@@ -314,9 +313,9 @@ class EasifyHook(BaseHook):
         if media is not None and media_file is None:
             fields["media"] = str(media)
         watermark = (
-            self.newest_message_id(sender, recipient.e164) if after_message_id is None else int(after_message_id)
+            self.send_watermark(sender, recipient.e164) if after_message_id is None else int(after_message_id)
         )
-        sms_id = send_once(
+        sms_id = sending.send_once(
             self, fields, sender=sender, recipient=recipient, message=message, media_file=media_file,
             watermark=watermark, paced=paced,
         )
@@ -328,6 +327,13 @@ class EasifyHook(BaseHook):
         rows = self.get_chat_history(sender, receiver, country_code=country_code, limit=1)
         return max((checks.int_id(row.get("id")) for row in rows), default=0)
 
+    def send_watermark(self, sender: str, receiver: str) -> int:
+        """The highest message id of a conversation in the SMS report's recent days (0 when none).
+
+        Read before a send: only messages above it can be the one being sent (see :mod:`.sending`).
+        """
+        return sending.send_watermark(self, sender, receiver)
+
     def find_sent_message(
         self,
         sender: str,
@@ -337,18 +343,20 @@ class EasifyHook(BaseHook):
         country_code: str | None = None,
         after_id: int = 0,
         since: dt.datetime | None = None,
-        timezone: str = "UTC",
+        timezone: str | None = None,
+        settle: bool = False,
     ) -> str | None:
-        """The id of an outgoing message with this exact body sent after ``after_id`` (and at or after
-        ``since``), else None. Tells whether a send whose answer was lost was recorded by the server.
+        """The id of an outgoing message with this body (compared trimmed, line endings normalised) above
+        message ``after_id`` (and created at or after ``since``), else None: whether a send whose answer
+        was lost was recorded. Read from the SMS report's recent days; with ``settle``, a miss is looked up
+        again after the connection's ``send_settle_seconds``. ``timezone`` is accepted for compatibility;
+        ``created_at`` is read in the connection's ``timezone``.
         """
-        rows = self.messages_after(
-            sender, receiver, after_id=after_id, country_code=country_code, since=since, timezone=timezone
+        recipient = parse_phone_number(receiver, country_code, parameter="receiver")
+        return sending.find_recorded_send(
+            self, sender, recipient.e164, message, after_id=checks.message_id(after_id, "after_id"), since=since,
+            settle=settle,
         )
-        for row in rows:
-            if row.get("send_by", "sender") == "sender" and (row.get("message") or "") == (message or ""):
-                return str(row["id"])
-        return None
 
     def reserve_send_slots(self, count: int) -> tuple[float, float]:
         """Reserve ``count`` sends of this token's budget at once: ``(start, end)`` epoch seconds.

@@ -3,9 +3,10 @@
 Sends are not idempotent on the server, so a retried task must find out what an earlier try sent.
 
 * Airflow 3.3+ gives each task instance a durable ``task_state_store``. Before each send the journal
-  stores an *intent* holding the conversation's newest message id; after it, the ``sms_id``. A later
-  try returns the stored ``sms_id``, or, if the earlier try died between the send and storing its
-  id, finds the message in the conversation among the ids above the intent's watermark.
+  stores an *intent* holding the conversation's watermark (:meth:`EasifyHook.send_watermark`) and the
+  time; after it, the ``sms_id``. A later try returns the stored ``sms_id``, or, if the earlier try died
+  between the send and storing its id, finds the message in the SMS report among the ids above the
+  intent's watermark (waiting out the settle time if the intent is that recent).
 * Older Airflow has no such store. On a retry (or a resume after deferral) the journal looks in the
   conversation for an outgoing message with the same body created since the DAG run started. It
   cannot tell two identical messages to one number within one DAG run apart; that is documented.
@@ -14,6 +15,7 @@ Sends are not idempotent on the server, so a retried task must find out what an 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,21 +47,22 @@ class SendJournal:
             sent = self.store.get(f"sent:{recipient.e164}")
             if sent:
                 return str(sent)
-            watermark = self.store.get(f"intent:{recipient.e164}")
-            if watermark is None:
+            intent = self.store.get(f"intent:{recipient.e164}")
+            if intent is None:
                 return None
-            return self.hook.find_sent_message(sender, recipient.e164, body, after_id=int(watermark))
+            # Intents of earlier versions are the bare watermark.
+            watermark, at = (intent, 0.0) if not isinstance(intent, dict) else (intent["after_id"], intent["at"])
+            settle = time.time() - float(at) < self.hook.settings.send_settle_seconds
+            return self.hook.find_sent_message(sender, recipient.e164, body, after_id=int(watermark), settle=settle)
         if not self.earlier_attempt_possible:
             return None
-        return self.hook.find_sent_message(
-            sender, recipient.e164, body, since=self.since, timezone=self.hook.settings.server_timezone
-        )
+        return self.hook.find_sent_message(sender, recipient.e164, body, since=self.since)
 
     def before_send(self, sender: str, recipient: PhoneNumber) -> int:
-        """Record the intent to send and return the conversation's newest message id."""
-        watermark = self.hook.newest_message_id(sender, recipient.e164)
+        """Record the intent to send and return the conversation's watermark."""
+        watermark = self.hook.send_watermark(sender, recipient.e164)
         if self.store is not None:
-            self.store.set(f"intent:{recipient.e164}", watermark)
+            self.store.set(f"intent:{recipient.e164}", {"after_id": watermark, "at": time.time()})
         return watermark
 
     def record(self, recipient: PhoneNumber, sms_id: str) -> None:

@@ -214,7 +214,7 @@ def send(state: SandboxState, fields: dict[str, Any], files: dict[str, Upload], 
         return invalid({"country_code": [COUNTRY_UNSUPPORTED]})
     upload = files.get("media")
     media_url = as_text(fields.get("media")) if upload is None else None
-    text = as_text(fields.get("message"))
+    text = _message_text(state, fields.get("message"))
     if text is None and upload is None and media_url is None:
         return invalid({"message": ["The message field is required when media is not present."]})
     force_raw = as_text(fields.get("force_send"))
@@ -256,3 +256,14 @@ READ_ENDPOINTS = {
     "/api/v2/sms/chat-history": ("chat-history", chat_history),
 }
 SEND_PATH = "/api/v2/sms/send"
+
+
+def _message_text(state: SandboxState, value: Any) -> str | None:
+    """The message as this server reading stores it: trimmed (Laravel's default) or not, newlines kept or not."""
+    if state.config.trim_strings or not isinstance(value, str):
+        text = as_text(value)
+    else:
+        text = value if value.strip() else None
+    if text is not None and state.config.normalize_newlines:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text

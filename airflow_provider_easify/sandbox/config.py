@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+HISTORY_ORDERS = ("newest_first", "oldest_first", "shuffled")
+
 
 @dataclass
 class SandboxConfig:
@@ -36,6 +38,16 @@ class SandboxConfig:
     report_max_days: int = 30
     #: Print one line per request on stderr.
     log_requests: bool = False
+    # Readings of the vendor text that a real server may take (see the package docstring).
+    #: Laravel's TrimStrings: a sent message is stored without surrounding whitespace.
+    trim_strings: bool = True
+    #: A sent message's CRLF and CR line endings are stored as LF.
+    normalize_newlines: bool = False
+    #: Chat history: "newest_first" (the newest ``limit``), "oldest_first" (the oldest ``limit``, oldest
+    #: first) or "shuffled" (the newest ``limit`` in any order).
+    history_order: str = "newest_first"
+    #: A message shows in chat history and the report only this many seconds after it was created.
+    visibility_delay_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -56,7 +68,12 @@ class SandboxConfig:
             setattr(self, name, value)
 
     def validate(self) -> None:
-        for name in ("pending_seconds", "delivered_seconds", "send_window_seconds", "read_window_seconds"):
+        if self.history_order not in HISTORY_ORDERS:
+            raise ValueError(f"history_order must be one of {', '.join(HISTORY_ORDERS)}")
+        for name in (
+            "pending_seconds", "delivered_seconds", "send_window_seconds", "read_window_seconds",
+            "visibility_delay_seconds",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         for name in ("send_limit", "read_limit", "report_days", "report_rows_per_day"):

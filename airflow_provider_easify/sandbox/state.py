@@ -437,7 +437,13 @@ class SandboxState:
         return keep
 
     def _range(self, lo: float, hi: float) -> tuple[int, int]:
-        return bisect_left(self.messages, lo, key=_ts_key), bisect_left(self.messages, hi, key=_ts_key)
+        hi = min(hi, self._visible_until())
+        return bisect_left(self.messages, lo, key=_ts_key), bisect_left(self.messages, max(lo, hi), key=_ts_key)
+
+    def _visible_until(self) -> float:
+        """Messages created after this moment are not visible yet (``visibility_delay_seconds``)."""
+        delay = self.config.visibility_delay_seconds
+        return time.time() - delay if delay > 0 else float("inf")
 
     def report_page(
         self, lo: float, hi: float, flt: ReportFilter, desc: bool, offset: int, count: int
@@ -484,9 +490,17 @@ class SandboxState:
         """Newest ``limit`` messages (by id) between an account number and a customer, both directions."""
         with self.lock:
             now = time.time()
-            newest = heapq.nlargest(limit, self.conversations.get((sender, receiver), []), key=_id_key)
+            visible_until = self._visible_until()
+            messages = [m for m in self.conversations.get((sender, receiver), []) if m.ts <= visible_until]
+            order = self.config.history_order
+            if order == "oldest_first":
+                chosen = heapq.nsmallest(limit, messages, key=_id_key)
+            else:
+                chosen = heapq.nlargest(limit, messages, key=_id_key)
+                if order == "shuffled":
+                    self.fault_rng.shuffle(chosen)
             lifecycle = self.lifecycle()
-            return [m.render(now, *lifecycle) for m in newest]
+            return [m.render(now, *lifecycle) for m in chosen]
 
     # ------------------------------------------------------------------ generation
 

@@ -25,6 +25,7 @@ the reserved slot is then spent without a new reservation.
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import logging
 import random
 import threading
@@ -105,6 +106,8 @@ class EasifyTransport:
         self.retry_requests = retry_requests
         self.blocking_pacing = blocking_pacing
         self.requests_made = 0
+        #: The server's clock minus ours (seconds), from the ``Date`` header of its latest answer; None until one.
+        self.server_clock_offset: float | None = None
         self._redis_client_factory = redis_client_factory
         self._session: requests.Session | None = None
         self._pacers: dict[str, Pacer] | None = None
@@ -291,11 +294,19 @@ class EasifyTransport:
                 request_sent=not never_reached_server(exc),
                 endpoint=endpoint,
             ) from None
+        self._note_server_clock(response)
         try:
             return parse_response(response, endpoint)
         except EasifyRateLimitError as exc:
             self.pacers[budget].push_back(exc.retry_after)  # holds every caller of this token, on every host
             raise
+
+    def _note_server_clock(self, response: requests.Response) -> None:
+        try:
+            stamp = email.utils.parsedate_to_datetime(response.headers["Date"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            return
+        self.server_clock_offset = stamp - time.time()
 
     def backoff_seconds(self, attempt: int) -> float:
         """Exponential backoff with full jitter for the ``attempt``-th failure (1-based)."""

@@ -23,5 +23,7 @@ class EasifyConnectionSettings:
     send_window_seconds: float = 60.0
     #: The longest one call may wait for budget: pacer slots and 429 push-backs together.
     max_rate_limit_wait: float = 300.0
+    #: Seconds a recorded send may take to show in the report; a failed send is looked up again after it.
+    send_settle_seconds: float = 5.0
     #: An Airflow connection of type ``redis`` through which every host shares the budget; None: local.
     pacing_redis_conn_id: str | None = None
