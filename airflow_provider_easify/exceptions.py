@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 
 class EasifyError(AirflowException):
@@ -131,3 +131,10 @@ ACCOUNT_ERRORS: tuple[type[EasifyError], ...] = (
     EasifyInvalidSenderError,
     EasifyConfigurationError,
 )
+
+
+def fail_fast(exc: EasifyError) -> AirflowFailException:
+    """Turn an error no retry can fix (401/402/403, validation, bad input) into an immediate failure."""
+    failure = AirflowFailException(f"{type(exc).__name__}: {exc} (not retried: retrying cannot fix this)")
+    failure.__cause__ = exc
+    return failure

@@ -428,6 +428,18 @@ def test_token_and_pii_never_logged(make_hook, sandbox, caplog, capsys):
     assert any(r.name.startswith("urllib3") for r in caplog.records), "DEBUG request lines were captured"
 
 
+def test_urllib3_lines_of_other_hosts_are_left_alone(make_hook, sandbox, caplog):
+    caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")
+    make_hook().get_chat_history(SENDER, TO_US)
+    pool = logging.getLogger("urllib3.connectionpool")
+    pool.debug('%s://%s:%s "%s %s %s" %s %s', "https", "api.other.example", 443, "GET", "/v1?to=13151350000",
+               "HTTP/1.1", 200, 12)
+    other = caplog.records[-1]
+    assert other.args and "13151350000" in other.getMessage(), "another library's record is not rewritten"
+    ours = [r for r in caplog.records if r.name == "urllib3.connectionpool" and "chat-history" in r.getMessage()]
+    assert ours and all("3151350000" not in r.getMessage() for r in ours)
+
+
 def test_same_sms_id():
     assert same_sms_id("315", 315) and same_sms_id(315, "315 ") and not same_sms_id("315", 316)
     assert not same_sms_id(None, None)

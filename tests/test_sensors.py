@@ -430,9 +430,20 @@ def test_account_errors_end_the_wait_and_fail_the_task(make_hook, sandbox, token
         task_id="reply", sender=SENDER, receiver=CUSTOMER, deferrable=True, soft_fail=True,
         easify_conn_id=hook.easify_conn_id,
     )
-    # As in poke mode, an API error fails the task even with soft_fail (which skips failures and timeouts).
-    with pytest.raises(error, match=server_message):
+    # As in poke mode, an API error fails the task even with soft_fail (which skips failures and timeouts),
+    # and fails it for good: no task retry can fix an account error (as the operators do).
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match=server_message) as caught:
         sensor.resume_execution("execute_complete", {"event": event}, {})
+    assert isinstance(caught.value.__cause__, error)
+    poking = EasifySmsStatusSensor(
+        task_id="status", sms_id="1", sender=SENDER, receiver=CUSTOMER, deferrable=False, soft_fail=True,
+        poke_interval=0.1, timeout=5, easify_conn_id=hook.easify_conn_id,
+    )
+    with pytest.raises(AirflowFailException, match=server_message) as caught:
+        poking.execute({})
+    assert isinstance(caught.value.__cause__, error)
 
 
 # ---------------------------------------------------------------------- sensors without Airflow runs

@@ -8,15 +8,15 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, conf
+from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_easify.exceptions import (
     ACCOUNT_ERRORS,
     NON_RETRYABLE_ERRORS,
-    EasifyError,
     EasifyInvalidParameterError,
     EasifyInvalidRecipientError,
     EasifyValidationError,
+    fail_fast,
 )
 from airflow_provider_easify.hooks.easify import EasifyHook
 from airflow_provider_easify.operators.send_journal import SendJournal
@@ -29,13 +29,6 @@ if TYPE_CHECKING:
 
 #: A deferrable bulk send sleeps shorter waits for send budget and defers longer ones.
 DEFER_AFTER_SECONDS = 1.0
-
-
-def fail_fast(exc: EasifyError) -> AirflowFailException:
-    """Turn an error no retry can fix (401/402/403, validation, bad input) into an immediate failure."""
-    failure = AirflowFailException(f"{type(exc).__name__}: {exc} (not retried: retrying cannot fix this)")
-    failure.__cause__ = exc
-    return failure
 
 
 class EasifySendSmsOperator(BaseOperator):

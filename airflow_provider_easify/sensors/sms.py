@@ -22,11 +22,13 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_provider_easify import exceptions
 from airflow_provider_easify.exceptions import (
+    NON_RETRYABLE_ERRORS,
     EasifyApiError,
     EasifyError,
     EasifyInvalidParameterError,
     EasifyRateLimitError,
     EasifyTransportError,
+    fail_fast,
 )
 from airflow_provider_easify.hooks.easify import EasifyHook
 from airflow_provider_easify.utils.phone import (
@@ -105,6 +107,12 @@ class _EasifyWaitSensor(BaseSensorOperator):
     # -------------------------------------------------------------- execution
 
     def execute(self, context: Context) -> Any:
+        try:
+            return self._execute(context)
+        except NON_RETRYABLE_ERRORS as exc:
+            raise fail_fast(exc) from exc
+
+    def _execute(self, context: Context) -> Any:
         self._check_arguments()
         if not self.deferrable:
             try:
@@ -135,7 +143,8 @@ class _EasifyWaitSensor(BaseSensorOperator):
         # error (bad token, plan, payment) fails the task in poke mode even with soft_fail, so it does here.
         event = (next_kwargs or {}).get("event")
         if next_method == "execute_complete" and isinstance(event, dict) and event.get("status") == "error":
-            raise trigger_error(event)
+            error = trigger_error(event)
+            raise fail_fast(error) if isinstance(error, NON_RETRYABLE_ERRORS) else error
         return super().resume_execution(next_method, next_kwargs, context)
 
     def _check_phones(self, sender: str, receiver: str, country_code: str | None) -> None:

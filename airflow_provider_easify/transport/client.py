@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
@@ -64,10 +65,16 @@ class PacingDeferred(Exception):
 
 
 class _MaskPhoneNumbers(logging.Filter):
-    """Masks phone numbers in urllib3's DEBUG request lines (they carry sender and receiver in the URL)."""
+    """Masks phone numbers in urllib3's DEBUG request lines to the Easify API (its URLs carry sender and
+    receiver); lines about other hosts, of other libraries in the same process, are left alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hosts: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
+        args = record.args
+        if isinstance(args, tuple) and len(args) > 1 and args[1] in self.hosts:
             record.msg = mask_phone_numbers_in_text(record.getMessage())
             record.args = None
         return True
@@ -122,6 +129,7 @@ class EasifyTransport:
         if self._session is None:
             import requests  # imported on first use so that DAG files parse fast
 
+            _URLLIB3_FILTER.hosts.add(urlsplit(self.settings.base_url).hostname or "")
             logging.getLogger("urllib3.connectionpool").addFilter(_URLLIB3_FILTER)
             session = requests.Session()
             session.headers.update({"Authorization": f"Bearer {self.settings.token}", "Accept": "application/json"})
