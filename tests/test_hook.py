@@ -167,6 +167,31 @@ class TestReads:
         assert len(seen) == len(set(seen))
         assert {int(i) for i in first_ids} <= set(seen)
 
+    @pytest.mark.parametrize("order", ["desc", "asc"])
+    def test_report_each_row_once_when_many_pages_of_rows_arrive_while_paging(self, make_hook, sandbox, order):
+        """Newest first, new rows push old ones pages down; oldest first, late-visible old rows push new ones."""
+        import time
+
+        hook = make_hook()
+        now = time.time()
+        for n in range(30):
+            sandbox.inject_incoming(SENDER, f"+1315137{n:04d}", f"before {n}", created_ts=now - 3600 + n * 60)
+        snapshot = [r["id"] for r in sandbox.report_truth(today(), today()) if r["created_at"]]
+        rows = hook.iter_sms_report(today(), today(), order=order, page_size=5)
+        seen = []
+        for index, row in enumerate(rows):
+            seen.append(row["id"])
+            if index % 5 == 4:  # after every page, more than a page of arrivals
+                for n in range(12):
+                    stamp = now if order == "desc" else now - 7200 - index * 10 - n
+                    sandbox.inject_incoming(SENDER, "+13151389999", f"arrival {index}-{n}", created_ts=stamp)
+        assert len(seen) == len(set(seen)), "no row twice"
+        assert set(snapshot) <= set(seen), "no row of the listing lost"
+
+    def test_contacts_each_once_while_paging(self, make_hook, sandbox):
+        hook = make_hook()
+        assert len({c["id"] for c in hook.iter_contacts(page_size=4)}) == 57
+
     def test_chat_history_and_status_beyond_newest_10(self, make_hook, sandbox):
         hook = make_hook()
         sms_id = hook.send_sms(SENDER, TO_US, "first")

@@ -9,14 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterator
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
 from airflow_provider_easify.exceptions import EasifyError, EasifyInvalidParameterError
 from airflow_provider_easify.hooks import connection, sending
-from airflow_provider_easify.hooks.pagination import paginate
+from airflow_provider_easify.hooks.pagination import SortKey, paginate
 from airflow_provider_easify.transport.client import MAX_RATE_LIMIT_RETRIES, Budget, EasifyTransport
 from airflow_provider_easify.transport.settings import DEFAULT_BASE_URL, EasifyConnectionSettings
 from airflow_provider_easify.utils import dates
@@ -145,9 +145,14 @@ class EasifyHook(BaseHook):
         """Exponential backoff with full jitter for the ``attempt``-th failure (1-based)."""
         return self.transport.backoff_seconds(attempt)
 
-    def _paginate(self, endpoint: str, params: dict[str, Any], page_size: int | None) -> Iterator[dict[str, Any]]:
+    def _paginate(
+        self, endpoint: str, params: dict[str, Any], page_size: int | None, sort_key: SortKey
+    ) -> Iterator[dict[str, Any]]:
         limit = checks.positive_int(page_size, "page_size") if page_size is not None else DEFAULT_PAGE_SIZE
-        return paginate(lambda query: self._request("GET", endpoint, params=query), params, limit)
+        fetch = partial(self._request, "GET", endpoint)
+        return paginate(
+            lambda query: fetch(params=query), params, limit, sort_key=sort_key, descending=params["order"] == "desc"
+        )
 
     # ------------------------------------------------------------------ endpoints
 
@@ -164,7 +169,7 @@ class EasifyHook(BaseHook):
             params["group_id"] = checks.positive_int(group_id, "group_id")
         if page_size is not None:
             checks.positive_int(page_size, "page_size")
-        return self._paginate("contacts", params, page_size)
+        return self._paginate("contacts", params, page_size, _contact_order)
 
     def iter_sms_report(
         self,
@@ -210,7 +215,7 @@ class EasifyHook(BaseHook):
         for index, (start, end) in enumerate(windows, 1):
             self.log.debug("SMS report window %d/%d: %s to %s", index, len(windows), start, end)
             window = {**params, "from_date": start.isoformat(), "to_date": end.isoformat()}
-            yield from self._paginate("sms/report", window, page_size)
+            yield from self._paginate("sms/report", window, page_size, _report_order)
 
     def get_chat_history(
         self, sender: str, receiver: str, *, country_code: str | None = None, limit: int = 10
@@ -432,3 +437,14 @@ def _not_before(row: dict[str, Any], since: dt.datetime | None, timezone: str) -
         return dates.parse_created_at(str(row.get("created_at")), timezone=timezone) >= since
     except ValueError:
         return True  # an unreadable timestamp cannot rule the row out
+
+
+def _report_order(row: dict[str, Any]) -> Any:
+    """The report lists by ``created_at``."""
+    return dates.created_at_sort_key(row.get("created_at"))
+
+
+def _contact_order(row: dict[str, Any]) -> Any:
+    """Contacts list by id."""
+    row_id = row.get("id")
+    return row_id if isinstance(row_id, int) and not isinstance(row_id, bool) else None

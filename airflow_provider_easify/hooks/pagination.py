@@ -1,21 +1,39 @@
-"""Every row of a Laravel-paginated listing, one page in memory at a time."""
+"""Every row of a Laravel-paginated listing, one page in memory at a time, each row once.
+
+The vendor's ``links.next`` carries only ``?page=N`` (the filters are dropped), so pages are
+requested with our own parameters and ``links.next``/``meta.last_page`` only say when to stop.
+
+Rows arriving while the listing is read shift older rows onto later pages (newest-first listings), or
+late-visible rows shift newer ones (oldest-first): a page may then repeat rows yielded any number of
+pages before. The listing's sort key tells them apart: once a row is yielded, a later row that sorts
+before it in the listing's direction was yielded already (or arrived after the read began, and
+belongs to the next read); rows of the same key are told apart by id.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import Any
 
+SortKey = Callable[[dict[str, Any]], Any]
+
 
 def paginate(
-    fetch: Callable[[dict[str, Any]], dict[str, Any]], params: dict[str, Any], limit: int
+    fetch: Callable[[dict[str, Any]], dict[str, Any]],
+    params: dict[str, Any],
+    limit: int,
+    *,
+    sort_key: SortKey | None = None,
+    descending: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """Yield the rows of every page that ``fetch(query)`` answers, following ``params`` page by page.
 
-    The vendor's ``links.next`` carries only ``?page=N`` (the filters are dropped), so pages are
-    requested with our own parameters and ``links.next``/``meta.last_page`` only say when to stop.
-    Rows that slid onto the next page because new rows arrived meanwhile are yielded once.
+    ``sort_key(row)`` is the listing's order (None for a row without one: such rows are checked against
+    the previous page's ids only).
     """
     page = 1
+    boundary: Any = None
+    boundary_ids: set[Any] = set()
     previous_ids: set[Any] = set()
     while True:
         body = fetch({**params, "limit": limit, "page": page})
@@ -24,8 +42,19 @@ def paginate(
         for row in rows:
             row_id = row.get("id")
             current_ids.add(row_id)
-            if row_id is None or row_id not in previous_ids:
-                yield row
+            key = sort_key(row) if sort_key is not None else None
+            if key is None:
+                if row_id is None or row_id not in previous_ids:
+                    yield row
+                continue
+            if boundary is not None:
+                passed = key > boundary if descending else key < boundary
+                if passed or (key == boundary and row_id in boundary_ids):
+                    continue
+            if key != boundary:
+                boundary, boundary_ids = key, set()
+            boundary_ids.add(row_id)
+            yield row
         if not rows or not has_next_page(body, page):
             return
         previous_ids = current_ids

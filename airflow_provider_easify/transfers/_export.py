@@ -26,8 +26,9 @@ from airflow.providers.common.compat.sdk import AirflowSkipException
 
 from airflow_provider_easify.exceptions import EasifyInvalidParameterError
 from airflow_provider_easify.transfers._destinations import Destination
-from airflow_provider_easify.transfers._rows import BatchTyper, Logger, utc_iso
+from airflow_provider_easify.transfers._rows import BatchTyper, Logger
 from airflow_provider_easify.utils import dates
+from airflow_provider_easify.utils.dates import utc_iso
 from airflow_provider_easify.utils.export_formats import Batch, Column, batch_size, file_suffix, open_writer
 
 if TYPE_CHECKING:

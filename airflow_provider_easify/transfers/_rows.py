@@ -6,16 +6,13 @@ Timestamps become canonical UTC ISO-8601 strings (``2024-10-15T17:36:32+00:00``)
 
 from __future__ import annotations
 
-import calendar
-import datetime as dt
 import operator
-import re
 import zoneinfo
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from airflow_provider_easify.exceptions import EasifyError, EasifyInvalidParameterError
-from airflow_provider_easify.utils import dates
+from airflow_provider_easify.utils.dates import created_at_to_utc_iso
 from airflow_provider_easify.utils.export_formats import Batch, Column
 
 #: Anything with the ``logging.Logger`` methods used here (Airflow 3's task logger is not one).
@@ -48,8 +45,6 @@ CONTACT_COLUMNS: tuple[Column, ...] = (
     Column("created_at", "timestamp"),
     Column("updated_at", "timestamp"),
 )
-_UTC_ZONE = zoneinfo.ZoneInfo("UTC")
-_UTC_KEYS = ("UTC", "Etc/UTC", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu")
 
 
 def source_zone(name: Any) -> zoneinfo.ZoneInfo:
@@ -60,61 +55,6 @@ def source_zone(name: Any) -> zoneinfo.ZoneInfo:
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             pass
     raise EasifyInvalidParameterError("source_timezone", name, "must be an IANA time zone name such as 'UTC'")
-
-
-def parse_vendor_time(value: str, zone: zoneinfo.ZoneInfo) -> dt.datetime:
-    """``MM-DD-YYYY hh:mm:ss AM/PM`` (or ISO-8601) read in ``zone``, returned in UTC."""
-    text = value.strip()
-    try:
-        naive = dt.datetime.strptime(text, dates.CREATED_AT_FORMAT)
-    except ValueError:
-        naive = dt.datetime.fromisoformat(text)
-    if naive.tzinfo is None:
-        naive = naive.replace(tzinfo=zone)
-    return naive.astimezone(dt.UTC)
-
-
-def utc_iso(moment: dt.datetime) -> str:
-    """The canonical form of a timestamp in exported rows: ``2024-10-15T17:36:32+00:00``.
-
-    All such strings compare like the instants they name (same width up to the seconds, and a
-    fraction, when present, sorts after the ``+`` of a whole second), so rows are filtered on them.
-    """
-    return moment.astimezone(dt.UTC).isoformat()
-
-
-_VENDOR_TIME = re.compile(r"(\d\d)-(\d\d)-(\d{4}) (\d\d):([0-5]\d):([0-5]\d) ([AaPp][Mm])")
-_HOUR_24 = {
-    (f"{hour:02d}", half): f"{hour % 12 + (12 if half == 'PM' else 0):02d}"
-    for hour in range(1, 13)
-    for half in ("AM", "PM")
-}
-#: Last day of each month ("02": 29, leap years checked apart).
-_LAST_DAY = {f"{month:02d}": f"{calendar.monthrange(2024, month)[1]:02d}" for month in range(1, 13)}
-
-
-def vendor_time_to_utc_iso(value: str, zone: zoneinfo.ZoneInfo) -> str:
-    """The API's zone-less ``created_at`` read in ``zone``, in the canonical UTC form."""
-    if zone.key in _UTC_KEYS:
-        return _utc_vendor_time_to_iso(value)
-    return utc_iso(parse_vendor_time(value, zone))
-
-
-def _utc_vendor_time_to_iso(value: str) -> str:
-    """The export's hot path: rearranging the text is 5x faster than building a datetime."""
-    match = _VENDOR_TIME.fullmatch(value)
-    if match is not None:
-        month, day, year, hour, minute, second, half = match.groups()
-        hour24 = _HOUR_24.get((hour, half.upper()))
-        last_day = _LAST_DAY.get(month)
-        if (
-            hour24 is not None
-            and last_day is not None
-            and "01" <= day <= last_day
-            and (day != "29" or month != "02" or calendar.isleap(int(year)))
-        ):
-            return f"{year}-{month}-{day}T{hour24}:{minute}:{second}+00:00"
-    return utc_iso(parse_vendor_time(value, _UTC_ZONE))
 
 
 class BatchTyper:
@@ -186,7 +126,7 @@ def _column_type(column: Column, zone: zoneinfo.ZoneInfo) -> tuple[Callable[[Any
             return (lambda v: None if v in empty else (v if v.__class__ is str else str(v))), frozenset()
         return (lambda v: v if v is None or v.__class__ is str else str(v)), frozenset((str, _NONE))
     if column.kind == "timestamp":
-        to_iso = _utc_vendor_time_to_iso if zone.key in _UTC_KEYS else (lambda v: vendor_time_to_utc_iso(v, zone))
+        to_iso = created_at_to_utc_iso(zone)
         return (lambda v: None if v is None or v == "" else to_iso(v)), frozenset()
     if column.kind == "int":
         return (lambda v: v if v is None or v.__class__ is int else _to_int(v)), frozenset((int, _NONE))
