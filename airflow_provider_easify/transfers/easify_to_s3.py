@@ -219,19 +219,27 @@ class EasifyContactsExportOperator(EasifyExportOperator):
 # ---------------------------------------------------------------------- destinations
 
 
-class EasifySmsReportToObjectStorageOperator(EasifySmsReportExportOperator):
+class _Output:
+    """Where an export writes; a subclass of it and of an export templates both one's fields."""
+
+    destination_fields: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        export = next((c for c in cls.__mro__ if c.__dict__.get("endpoint")), None)
+        if export is not None:
+            cls.template_fields = (*export.template_fields, *cls.destination_fields)  # type: ignore[attr-defined]
+
+
+class _ObjectStorageOutput(_Output):
     """
-    Export the SMS report to any object storage: ``file://``, ``s3://``, ``gs://``, ...
-
-    See :class:`EasifySmsReportExportOperator` and :class:`EasifyExportOperator` for the other parameters.
-    ``s3://`` destinations are written with ``S3Hook`` (no s3fs needed), others with ``ObjectStoragePath``.
-
     :param destination: The file to write: an ``ObjectStoragePath`` or a URI such as
-        ``file:///data/sms/{{ ds }}.csv`` or ``s3://bucket/sms/{{ ds }}.csv`` (templated).
+        ``file:///data/sms/{{ ds }}.csv`` or ``s3://bucket/sms/{{ ds }}.csv`` (templated). ``s3://``
+        destinations are written with ``S3Hook`` (no s3fs needed), others with ``ObjectStoragePath``.
     :param destination_conn_id: Connection of the storage (for ``s3://``, default ``aws_default``).
     """
 
-    template_fields: Sequence[str] = (*EasifySmsReportExportOperator.template_fields, "destination")
+    destination_fields = ("destination",)
 
     def __init__(self, *, destination: Any, destination_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -242,18 +250,16 @@ class EasifySmsReportToObjectStorageOperator(EasifySmsReportExportOperator):
         return destination_from(self.destination, self.destination_conn_id)
 
 
-class EasifySmsReportToS3Operator(EasifySmsReportExportOperator):
+class _S3Output(_Output):
     """
-    Export the SMS report to one S3 object. Returns ``{"s3_uri": "s3://bucket/key", "uri": ..., "rows": N}``.
-
-    See :class:`EasifySmsReportExportOperator` and :class:`EasifyExportOperator` for the other parameters.
+    Returns ``{"s3_uri": "s3://bucket/key", "uri": ..., "rows": N}``.
 
     :param s3_bucket: The bucket (templated). May be omitted when ``s3_key`` is a full ``s3://`` URL.
     :param s3_key: The object key (templated), e.g. ``easify/sms/{{ ds }}.csv``.
     :param aws_conn_id: The AWS connection.
     """
 
-    template_fields: Sequence[str] = (*EasifySmsReportExportOperator.template_fields, "s3_bucket", "s3_key")
+    destination_fields = ("s3_bucket", "s3_key")
 
     def __init__(
         self, *, s3_bucket: str | None = None, s3_key: str, aws_conn_id: str | None = "aws_default", **kwargs: Any
@@ -267,50 +273,22 @@ class EasifySmsReportToS3Operator(EasifySmsReportExportOperator):
         return s3_destination(self.s3_bucket, self.s3_key, self.aws_conn_id)
 
 
-class EasifyContactsToObjectStorageOperator(EasifyContactsExportOperator):
-    """
-    Export the contacts to any object storage: ``file://``, ``s3://``, ``gs://``, ...
-
-    See :class:`EasifyContactsExportOperator` and :class:`EasifyExportOperator` for the other parameters.
-
-    :param destination: The file to write: an ``ObjectStoragePath`` or a URI (templated).
-    :param destination_conn_id: Connection of the storage (for ``s3://``, default ``aws_default``).
-    """
-
-    template_fields: Sequence[str] = (*EasifyContactsExportOperator.template_fields, "destination")
-
-    def __init__(self, *, destination: Any, destination_conn_id: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.destination = destination
-        self.destination_conn_id = destination_conn_id
-
-    def get_destination(self) -> Destination:
-        return destination_from(self.destination, self.destination_conn_id)
+class EasifySmsReportToObjectStorageOperator(_ObjectStorageOutput, EasifySmsReportExportOperator):
+    __doc__ = "Export the SMS report (:class:`EasifySmsReportExportOperator`) to any object storage.\n"
+    __doc__ += _ObjectStorageOutput.__doc__ or ""
 
 
-class EasifyContactsToS3Operator(EasifyContactsExportOperator):
-    """
-    Export the contacts to one S3 object. Returns ``{"s3_uri": "s3://bucket/key", "uri": ..., "rows": N}``.
+class EasifySmsReportToS3Operator(_S3Output, EasifySmsReportExportOperator):
+    __doc__ = f"Export the SMS report (:class:`EasifySmsReportExportOperator`) to S3.\n{_S3Output.__doc__}"
 
-    See :class:`EasifyContactsExportOperator` and :class:`EasifyExportOperator` for the other parameters.
 
-    :param s3_bucket: The bucket (templated). May be omitted when ``s3_key`` is a full ``s3://`` URL.
-    :param s3_key: The object key (templated).
-    :param aws_conn_id: The AWS connection.
-    """
+class EasifyContactsToObjectStorageOperator(_ObjectStorageOutput, EasifyContactsExportOperator):
+    __doc__ = "Export the contacts (:class:`EasifyContactsExportOperator`) to any object storage.\n"
+    __doc__ += _ObjectStorageOutput.__doc__ or ""
 
-    template_fields: Sequence[str] = (*EasifyContactsExportOperator.template_fields, "s3_bucket", "s3_key")
 
-    def __init__(
-        self, *, s3_bucket: str | None = None, s3_key: str, aws_conn_id: str | None = "aws_default", **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
-        self.s3_bucket = s3_bucket
-        self.s3_key = s3_key
-        self.aws_conn_id = aws_conn_id
-
-    def get_destination(self) -> Destination:
-        return s3_destination(self.s3_bucket, self.s3_key, self.aws_conn_id)
+class EasifyContactsToS3Operator(_S3Output, EasifyContactsExportOperator):
+    __doc__ = f"Export the contacts (:class:`EasifyContactsExportOperator`) to one S3 object.\n{_S3Output.__doc__}"
 
 
 def s3_destination(bucket: str | None, key: Any, aws_conn_id: str | None) -> S3Destination:
