@@ -30,6 +30,7 @@ BENCHMARKS_DIR = Path(__file__).resolve().parent
 SCRIPTS = {
     "parse": "bench_parse.py",
     "pacing": "bench_pacing.py",
+    "hosts": "bench_hosts.py",
     "wait": "bench_wait.py",
     "export": "bench_export.py",
 }

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = {"parse", "pacing", "wait", "export"}
+BENCHMARKS = {"parse", "pacing", "wait", "export", "hosts"}
 
 
 def test_run_all_smoke_mode_runs_every_benchmark_and_writes_their_figures(tmp_path: Path) -> None:
@@ -51,6 +51,15 @@ def test_run_all_smoke_mode_runs_every_benchmark_and_writes_their_figures(tmp_pa
         for run in runs:  # every intended message is in the sandbox's ledger exactly once
             assert (run["in_ledger"], run["missing"], run["duplicates"], run["unexpected"]) == (30, 0, 0, 0), scenario
             assert isinstance(run["send_429"], int) and run["rate_ratio"] > 0
+
+    hosts = latest["benchmarks"]["hosts"]["result"]["details"]
+    assert hosts["redis_pacing_active"] is True
+    for mode in ("local", "redis"):
+        for count, runs in hosts["workloads"]["send"][mode].items():
+            for run in runs:  # one token shared by N hosts: every message exactly once, whatever the pacing
+                assert (run["missing"], run["duplicates"], run["unexpected"]) == (0, 0, 0), (mode, count)
+                assert run["in_ledger"] == hosts["messages"] and run["failed_calls"] == 0, (mode, count)
+                assert isinstance(run["drawn_429"], int)
 
     parse = latest["benchmarks"]["parse"]["result"]["details"]
     assert parse["missing"] == [] and len(parse["runs_ms"]) == 1

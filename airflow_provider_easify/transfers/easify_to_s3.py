@@ -219,16 +219,19 @@ class EasifyContactsExportOperator(EasifyExportOperator):
 # ---------------------------------------------------------------------- destinations
 
 
-class _Output:
-    """Where an export writes; a subclass of it and of an export templates both one's fields."""
+class _Output(EasifyExportOperator):
+    """Where an export writes; a subclass of it and of an export templates both one's fields.
+
+    An operator itself (not a plain mixin) so that Airflow wraps its ``__init__`` as it does every operator's.
+    """
 
     destination_fields: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        export = next((c for c in cls.__mro__ if c.__dict__.get("endpoint")), None)
+        export: Any = next((c for c in cls.__mro__ if c.__dict__.get("endpoint")), None)
         if export is not None:
-            cls.template_fields = (*export.template_fields, *cls.destination_fields)  # type: ignore[attr-defined]
+            cls.template_fields = (*export.template_fields, *cls.destination_fields)
 
 
 class _ObjectStorageOutput(_Output):
