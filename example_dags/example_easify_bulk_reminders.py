@@ -2,7 +2,9 @@
 Bulk reminders: send one personalised SMS to every contact of an Easify group, or to a list an
 upstream task builds, at the account's send rate, exactly once per recipient.
 
-The ``message`` is rendered per recipient: ``recipient`` holds the contact's fields.
+The ``message`` is rendered per recipient: ``recipient`` holds the contact's fields. The run's day is
+``data_interval_end | ds``, which names the day the run starts on Airflow 2.11 and 3 alike (``ds`` is
+the day before on 2.11, whose cron runs cover the previous interval, and the same day on 3).
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ with DAG(
         task_id="remind_vip_group",
         from_number="{{ params.from_number }}",
         group_id="{{ params.group_id }}",
-        message="Hi {{ recipient.first_name }}, a reminder of your appointment on {{ ds }}. Reply STOP to opt out.",
+        message=(
+            "Hi {{ recipient.first_name }}, a reminder of your appointment on {{ data_interval_end | ds }}. "
+            "Reply STOP to opt out."
+        ),
         deferrable=True,
     )
 

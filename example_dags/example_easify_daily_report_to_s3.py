@@ -2,7 +2,10 @@
 
 Each run exports exactly the messages created during its data interval
 ``[data_interval_start, data_interval_end)``, the day before the run: consecutive runs neither overlap
-nor leave gaps, and a re-run (or a backfill) of a day rewrites the same object with the same content.
+nor leave gaps, and a re-run (or a backfill) of a day replaces that day's object with the same messages,
+each with its status as of the re-run (a message still Pending at midnight may be Delivered by then).
+The contacts file is a snapshot of the contact list when the task runs, filed under the same day: a
+re-run replaces it with the list as it is at the re-run.
 
 Connections: ``easify_default`` (the API token in its password) and ``aws_default``. The bucket comes
 from the Airflow Variable ``easify_export_bucket``.

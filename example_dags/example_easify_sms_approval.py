@@ -37,7 +37,7 @@ with DAG(
         task_id="ask_for_approval",
         from_number=SENDER,
         to_number="{{ params.approver }}",
-        message="Tonight's load for {{ ds }} is ready. Reply YES to approve or NO to skip it.",
+        message="Tonight's load for {{ data_interval_end | ds }} is ready. Reply YES to approve or NO to skip.",
     )
 
     answer = EasifySmsReplySensor(

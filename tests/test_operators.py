@@ -339,3 +339,72 @@ def test_a_deferred_bulk_burst_sends_in_the_slots_it_reserved(make_hook, sandbox
     sends = [r["t"] for r in sandbox.stats()["requests"] if r["endpoint"] == "send"]
     assert len(sends) == 5 and min(sends) >= block["start"] - 0.05, "nothing went out before the reserved slots"
     assert hook.send_budget_wait() <= before, "no new reservation was taken"
+
+
+GROUP_DAG = """
+import pendulum
+from airflow.providers.common.compat.sdk import DAG
+from airflow_provider_easify.operators.sms import EasifyBulkSendSmsOperator
+
+with DAG("easify_bulk_group", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")):
+    EasifyBulkSendSmsOperator(
+        task_id="bulk", from_number="+13155550100", group_id=3, message="Hi {{ recipient.first_name }}",
+        deferrable=True,
+    )
+"""
+
+
+def test_a_deferrable_group_send_reads_the_group_once_per_try(airflow_home, sandbox):
+    sandbox.configure(send_limit=4, send_window_seconds=2, read_limit=10_000)
+    airflow_home.set_easify_extra(send_per_minute=120, send_window_seconds=2, read_per_minute=0)
+    airflow_home.add_dag("easify_bulk_group", GROUP_DAG)
+    result = airflow_home.dags_test("easify_bulk_group")
+    result.assert_success()
+    assert len(sandbox.ledger()) == 12 and result.output.count("deferring") >= 2, "it deferred between windows"
+    assert sandbox.stats()["by_endpoint"]["contacts"] == 1, "the resumes did not read the group again"
+
+
+def _in_process(operator):
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    for module in ("airflow.sdk.bases.operator", "airflow.models.baseoperator"):
+        try:
+            __import__(module, fromlist=["ExecutorSafeguard"]).ExecutorSafeguard.test_mode = True
+        except (ImportError, AttributeError):
+            pass
+    return operator.execute({"ti": None, "dag_run": None}), AirflowFailException
+
+
+def test_recipients_rendered_from_an_xcom_as_a_python_literal(make_hook, sandbox):
+    hook = make_hook()
+    rendered = str([{"to_number": "+13151350001", "first_name": "Ada"}, "+13151350002"])  # what Jinja makes of it
+    operator = EasifyBulkSendSmsOperator(
+        task_id="bulk", from_number=SENDER, message="Hi", recipients=rendered, easify_conn_id=hook.easify_conn_id
+    )
+    summary, _ = _in_process(operator)
+    assert set(summary["sent"]) == {"+13151350001", "+13151350002"} and len(sandbox.ledger()) == 2
+
+
+def test_unreadable_recipients_fail_at_once_naming_the_parameter(make_hook, sandbox):
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    hook = make_hook()
+    operator = EasifyBulkSendSmsOperator(
+        task_id="bulk", from_number=SENDER, message="Hi", recipients="[{'to_number': '+1315135'",
+        easify_conn_id=hook.easify_conn_id,
+    )
+    with pytest.raises(AirflowFailException, match="recipients"):
+        _in_process(operator)
+    assert sandbox.stats()["total"] == 0
+
+
+def test_bulk_message_is_a_template_field_rendered_per_recipient_when_it_uses_recipient():
+    assert "message" in EasifyBulkSendSmsOperator.template_fields
+    plain = EasifyBulkSendSmsOperator(task_id="a", from_number=SENDER, message="Run {{ params.n }}", recipients=["x"])
+    personal = EasifyBulkSendSmsOperator(
+        task_id="b", from_number=SENDER, message="Hi {{ recipient.first_name }} {{ params.n }}", recipients=["x"]
+    )
+    for operator in (plain, personal):
+        operator.render_template_fields({"params": {"n": 7}})
+    assert plain.message == "Run 7"
+    assert personal.message == "Hi {{ recipient.first_name }} 7", "what every recipient gets, their fields aside"

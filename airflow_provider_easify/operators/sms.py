@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import json
 import time
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 
+#: The XCom in which a deferrable bulk send keeps its recipients across its deferrals.
+RECIPIENTS_XCOM = "easify_bulk_recipients"
 #: A deferrable bulk send sleeps shorter waits for send budget and defers longer ones.
 DEFER_AFTER_SECONDS = 1.0
 
@@ -130,7 +133,7 @@ class EasifyBulkSendSmsOperator(BaseOperator):
     :param easify_conn_id: The Easify connection.
     """
 
-    template_fields: Sequence[str] = ("from_number", "recipients", "group_id", "country_code", "media")
+    template_fields: Sequence[str] = ("from_number", "message", "recipients", "group_id", "country_code", "media")
     ui_color = "#e8f4fd"
 
     def __init__(
@@ -155,6 +158,7 @@ class EasifyBulkSendSmsOperator(BaseOperator):
             raise EasifyInvalidParameterError("message", message, "a non-empty message template (or media) is required")
         self.from_number = from_number
         self.message = message
+        self._message_source = message
         self.recipients = recipients
         self.group_id = group_id
         self.country_code = country_code
@@ -163,6 +167,16 @@ class EasifyBulkSendSmsOperator(BaseOperator):
         self.deferrable = deferrable
         self.progress_every = max(1, int(progress_every))
         self.easify_conn_id = easify_conn_id
+
+    def _do_render_template_fields(
+        self, parent: Any, template_fields: Any, context: Any, jinja_env: Any, seen_oids: set[int]
+    ) -> None:
+        # Airflow's pass has no `recipient`: a stand-in renders each of its fields back as its expression,
+        # so the rendered `message` shows what every recipient gets. The messages themselves are rendered
+        # per recipient from the template as written (never twice, so no rendered value is re-evaluated).
+        if parent is self:
+            context = {**context, "recipient": _RecipientStandIn()}
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
 
     def execute(self, context: Context) -> dict[str, Any]:
         return self._run(context, progress=None, resumed=False)
@@ -179,10 +193,10 @@ class EasifyBulkSendSmsOperator(BaseOperator):
         self._carried_block = summary.pop("block", None)  # send slots reserved before the deferral
         try:
             sender = sender_digits(self.from_number, parameter="from_number")
-            targets, invalid = self._targets(hook)
+            targets, invalid, duplicates = self._recipients_of_this_try(hook, context, resumed=resumed)
             summary["failed"].update(invalid)
             summary["total"] = len(targets) + len(invalid)
-            summary["duplicates"] = self._duplicates
+            summary["duplicates"] = duplicates
             # A resume after deferral carries exact progress; a new try, or a resume whose progress was
             # lost (Airflow 2's `dags test` drops deferral kwargs), must consult the journal.
             journal = SendJournal(hook, context, resumed=resumed and progress is None)
@@ -270,15 +284,36 @@ class EasifyBulkSendSmsOperator(BaseOperator):
         )
 
     def _message_template(self) -> Any:
-        return self.get_template_env().from_string(self.message or "")
+        return self.get_template_env().from_string(self._message_source or "")
 
     # ------------------------------------------------------------------ recipients
 
-    def _targets(self, hook: EasifyHook) -> tuple[list[tuple[PhoneNumber, dict[str, Any]]], dict[str, str]]:
-        """Distinct valid recipients in input order, and the invalid ones with the reason."""
+    def _recipients_of_this_try(
+        self, hook: EasifyHook, context: Context, *, resumed: bool
+    ) -> tuple[list[tuple[PhoneNumber, dict[str, Any]]], dict[str, str], list[str]]:
+        """The recipients, read once per try: a deferrable run keeps them in an XCom of its own, which
+        survives its deferrals (and a new try clears), so resumes neither read a contact group again nor
+        carry phone numbers in the trigger's kwargs."""
+        ti: Any = context.get("ti")
+        keep = self.deferrable and ti is not None
+        if keep and resumed:
+            saved = ti.xcom_pull(task_ids=ti.task_id, key=RECIPIENTS_XCOM, map_indexes=ti.map_index)
+            if isinstance(saved, dict) and "targets" in saved:
+                targets = [(parse_phone_number(fields["to_number"]), fields) for fields in saved["targets"]]
+                return targets, dict(saved["invalid"]), list(saved["duplicates"])
+        targets, invalid, duplicates = self._targets(hook)
+        if keep:
+            value = {"targets": [fields for _, fields in targets], "invalid": invalid, "duplicates": duplicates}
+            ti.xcom_push(key=RECIPIENTS_XCOM, value=value)
+        return targets, invalid, duplicates
+
+    def _targets(
+        self, hook: EasifyHook
+    ) -> tuple[list[tuple[PhoneNumber, dict[str, Any]]], dict[str, str], list[str]]:
+        """Distinct valid recipients in input order, the invalid ones with the reason, and the duplicates."""
         targets: dict[str, tuple[PhoneNumber, dict[str, Any]]] = {}
         invalid: dict[str, str] = {}
-        self._duplicates: list[str] = []
+        duplicates: list[str] = []
         for raw in self._raw_recipients(hook):
             fields = dict(raw) if isinstance(raw, Mapping) else {"to_number": raw}
             number = fields.get("to_number") or fields.get("phone_number") or ""
@@ -291,20 +326,59 @@ class EasifyBulkSendSmsOperator(BaseOperator):
                 continue
             fields["to_number"] = phone.e164
             if phone.e164 in targets:
-                self._duplicates.append(phone.e164)
+                duplicates.append(phone.e164)
             else:
                 targets[phone.e164] = (phone, fields)
-        return list(targets.values()), invalid
+        return list(targets.values()), invalid, duplicates
 
     def _raw_recipients(self, hook: EasifyHook) -> Iterable[Any]:
         if self.group_id is not None:
             return hook.iter_contacts(group_id=int(self.group_id), order="asc")
         recipients = self.recipients
         if isinstance(recipients, str):
-            text = recipients.strip()
-            recipients = json.loads(text) if text.startswith("[") else [p for p in text.split(",") if p.strip()]
+            recipients = _parse_recipients(recipients)
         if isinstance(recipients, (Mapping, str, int)) or not isinstance(recipients, Iterable):
             raise EasifyInvalidParameterError(
                 "recipients", type(recipients).__name__, "must be a list of numbers or of dicts with to_number"
             )
         return list(recipients)
+
+
+class _RecipientStandIn:
+    """``recipient`` while Airflow renders the task's fields: each field renders as its own expression."""
+
+    def __init__(self, path: str = "recipient") -> None:
+        self._path = path
+
+    def __getattr__(self, name: str) -> _RecipientStandIn:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _RecipientStandIn(f"{self._path}.{name}")
+
+    def __getitem__(self, key: Any) -> _RecipientStandIn:
+        return _RecipientStandIn(f"{self._path}[{key!r}]")
+
+    def __str__(self) -> str:
+        return "{{ " + self._path + " }}"
+
+
+def _parse_recipients(text: str) -> list[Any]:
+    """A rendered ``recipients``: a JSON list, a Python list literal (what Jinja makes of an XCom) or
+    comma-separated numbers."""
+    text = text.strip()
+    if not text.startswith("["):
+        return [part for part in text.split(",") if part.strip()]
+    try:
+        return list(json.loads(text))
+    except ValueError:
+        pass
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        value = None
+    if not isinstance(value, list):
+        raise EasifyInvalidParameterError(
+            "recipients", f"<text of {len(text)} characters>",
+            "a string must be a JSON list, a Python list literal (a rendered XCom) or comma-separated numbers",
+        )
+    return value
