@@ -31,6 +31,7 @@ SCRIPTS = {
     "parse": "bench_parse.py",
     "pacing": "bench_pacing.py",
     "hosts": "bench_hosts.py",
+    "never_twice": "bench_never_twice.py",
     "wait": "bench_wait.py",
     "export": "bench_export.py",
 }

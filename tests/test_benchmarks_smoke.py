@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = {"parse", "pacing", "wait", "export", "hosts"}
+BENCHMARKS = {"parse", "pacing", "wait", "export", "hosts", "never_twice"}
 
 
 def test_run_all_smoke_mode_runs_every_benchmark_and_writes_their_figures(tmp_path: Path) -> None:
@@ -60,6 +60,11 @@ def test_run_all_smoke_mode_runs_every_benchmark_and_writes_their_figures(tmp_pa
                 assert (run["missing"], run["duplicates"], run["unexpected"]) == (0, 0, 0), (mode, count)
                 assert run["in_ledger"] == hosts["messages"] and run["failed_calls"] == 0, (mode, count)
                 assert isinstance(run["drawn_429"], int)
+
+    for reading, runs in latest["benchmarks"]["never_twice"]["result"]["details"]["readings"].items():
+        for run in runs:  # whatever the server's reading, every send exactly once
+            assert (run["duplicates"], run["lost"], run["wrong_ids"]) == (0, 0, 0), (reading, run)
+            assert run["in_ledger"] == run["sends"], reading
 
     parse = latest["benchmarks"]["parse"]["result"]["details"]
     assert parse["missing"] == [] and len(parse["runs_ms"]) == 1

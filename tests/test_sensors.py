@@ -465,9 +465,13 @@ def test_sensor_arguments_are_checked_before_any_request(make_hook, sandbox):
         ("after_sms_id", EasifySmsReplySensor(task_id="r3", receiver=CUSTOMER, after_sms_id="abc", **common)),
         ("sender", EasifySmsReplySensor(task_id="r4", receiver=CUSTOMER, **{**common, "sender": "x"})),
     ]
-    for parameter, sensor in rendered_badly:
-        with pytest.raises(EasifyInvalidParameterError, match=parameter):
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    for parameter, sensor in rendered_badly:  # refused, and not retried (as the operators do)
+        with pytest.raises(AirflowFailException, match=parameter) as caught:
             sensor.execute({})
+        assert isinstance(caught.value.__cause__, EasifyInvalidParameterError)
+        assert caught.value.__cause__.parameter == parameter
     assert sandbox.stats()["total"] == 0
 
 
