@@ -160,3 +160,16 @@ def test_a_bad_pacing_redis_conn_id_fails_before_any_request(make_hook, sandbox,
     with pytest.raises(EasifyConfigurationError, match=f"pacing_redis_conn_id='easify_not_redis'.*{match}"):
         hook.send_sms(SENDER, "+13151350000", "hello")
     assert sandbox.stats()["total"] == 0
+
+
+def test_a_redis_that_answers_errors_is_a_fault_not_a_crash(make_hook, sandbox, redis_conn, monkeypatch, caplog):
+    """A Redis that answers errors (here: a database it does not have) leaves pacing local; one send goes out."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_EASIFY_PACING_REDIS_AUTH",
+        json.dumps({"conn_type": "redis", "host": "127.0.0.1", "port": redis_conn.port, "extra": {"db": 99}}),
+    )
+    caplog.set_level(logging.WARNING, logger=redis_pacing.__name__)
+    hook = make_hook(send_per_minute=600, pacing_redis_conn_id="easify_pacing_redis_auth")
+    sms_id = hook.send_sms(SENDER, "+13151350000", "hello")
+    assert [str(m["id"]) for m in sandbox.ledger()] == [sms_id]
+    assert any("pacing on this machine only" in r.getMessage() for r in caplog.records)

@@ -16,6 +16,7 @@ from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
 from airflow_provider_easify.exceptions import EasifyError, EasifyInvalidParameterError
 from airflow_provider_easify.hooks import connection, sending
+from airflow_provider_easify.hooks.conversations import ConversationQueries, same_sms_id
 from airflow_provider_easify.hooks.pagination import SortKey, paginate
 from airflow_provider_easify.transport.client import MAX_RATE_LIMIT_RETRIES, Budget, EasifyTransport
 from airflow_provider_easify.transport.settings import DEFAULT_BASE_URL, EasifyConnectionSettings
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 #: Rows asked for per page. The vendor documents no maximum; 100 keeps pages small enough to
 #: stream and is a limit Laravel APIs commonly honour. The server's ``meta.per_page`` is followed.
 DEFAULT_PAGE_SIZE = 100
-_HISTORY_LIMITS = (10, 100, 1000)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -46,12 +46,7 @@ __all__ = [
 ]
 
 
-def same_sms_id(left: object, right: object) -> bool:
-    """``"315"`` (send response) and ``315`` (history, report) name the same message."""
-    return left is not None and right is not None and str(left).strip() == str(right).strip()
-
-
-class EasifyHook(BaseHook):
+class EasifyHook(ConversationQueries, BaseHook):
     """
     Interact with the Easify SMS/MMS API.
 
@@ -228,56 +223,6 @@ class EasifyHook(BaseHook):
         }
         return list(self._request("GET", "sms/chat-history", params=params).get("data") or [])
 
-    def get_sms_status(
-        self, sms_id: str | int, sender: str, receiver: str, *, country_code: str | None = None
-    ) -> str | None:
-        """Return the status of a sent message, or None if the conversation does not hold it."""
-        row = self.find_message(sms_id, sender, receiver, country_code=country_code)
-        return None if row is None else row.get("status")
-
-    def find_message(
-        self, sms_id: str | int, sender: str, receiver: str, *, country_code: str | None = None
-    ) -> dict[str, Any] | None:
-        """Find one message of a conversation by id, looking further back than the newest 10 if needed."""
-        if sms_id is None or not str(sms_id).strip():
-            raise EasifyInvalidParameterError("sms_id", sms_id, "the id returned by send_sms is required")
-        target = str(sms_id).strip()
-        # Ids grow with time: everything from the target on is "newer than target - 1".
-        after_id = int(target) - 1 if target.isdigit() else 0
-        rows = self.messages_after(sender, receiver, after_id=after_id, country_code=country_code)
-        return next((row for row in rows if same_sms_id(row.get("id"), target)), None)
-
-    def messages_after(
-        self,
-        sender: str,
-        receiver: str,
-        *,
-        after_id: int | str,
-        country_code: str | None = None,
-        since: dt.datetime | None = None,
-        timezone: str = "UTC",
-    ) -> list[dict[str, Any]]:
-        """The messages of a conversation (both directions) newer than message ``after_id``, oldest first.
-
-        With ``since`` (a timezone-aware datetime), only those created at or after it; ``created_at`` is
-        read in ``timezone``. Reads the newest 10, then 100, then 1000 messages until the reference is reached.
-        """
-        reference = checks.message_id(after_id, "after_id")
-        newer: list[dict[str, Any]] = []
-        for limit in _HISTORY_LIMITS:
-            rows = self.get_chat_history(sender, receiver, country_code=country_code, limit=limit)
-            newer = [
-                row for row in rows if checks.int_id(row.get("id")) > reference and _not_before(row, since, timezone)
-            ]
-            if len(newer) < len(rows) or len(rows) < limit:
-                break
-        else:
-            self.log.warning(
-                "More than %d messages with %s since message %s: only the newest are searched",
-                _HISTORY_LIMITS[-1], mask_phone(receiver), reference,
-            )
-        return sorted(newer, key=lambda row: checks.int_id(row.get("id")))
-
     def send_sms(
         self,
         from_number: str,
@@ -326,11 +271,6 @@ class EasifyHook(BaseHook):
         )
         self.log.info("Sent %s %s to %s", "MMS" if media is not None else "SMS", sms_id, mask_phone(recipient.e164))
         return sms_id
-
-    def newest_message_id(self, sender: str, receiver: str, *, country_code: str | None = None) -> int:
-        """The id of the newest message of a conversation (0 when empty): a watermark taken before a send."""
-        rows = self.get_chat_history(sender, receiver, country_code=country_code, limit=1)
-        return max((checks.int_id(row.get("id")) for row in rows), default=0)
 
     def send_watermark(self, sender: str, receiver: str) -> int:
         """The highest message id of a conversation in the SMS report's recent days (0 when none).
@@ -393,16 +333,6 @@ class EasifyHook(BaseHook):
             return False, f"{type(exc).__name__}: {exc}"
         return True, f"Connected to {self.settings.base_url}: {len(numbers)} active phone number(s)."
 
-    # ------------------------------------------------------------------ replies (sensors and triggers)
-
-    def get_replies(
-        self, sender: str, receiver: str, *, after_id: int | str, country_code: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Return the incoming messages (``send_by == "receiver"``) newer than message ``after_id``, oldest first."""
-        rows = self.messages_after(sender, receiver, after_id=after_id, country_code=country_code)
-        return [row for row in rows if row.get("send_by") == "receiver"]
-
-
 class EasifySingleAttemptHook(EasifyHook):
     """An :class:`EasifyHook` that tries every request once and raises what fails, 429s included.
 
@@ -428,15 +358,6 @@ class EasifyTriggerHook(EasifySingleAttemptHook):
 
 def _recipient_params(recipient: PhoneNumber, parameter: str) -> dict[str, str]:
     return {parameter: recipient.national, "country_code": recipient.country_code}
-
-
-def _not_before(row: dict[str, Any], since: dt.datetime | None, timezone: str) -> bool:
-    if since is None:
-        return True
-    try:
-        return dates.parse_created_at(str(row.get("created_at")), timezone=timezone) >= since
-    except ValueError:
-        return True  # an unreadable timestamp cannot rule the row out
 
 
 def _report_order(row: dict[str, Any]) -> Any:
