@@ -110,6 +110,14 @@ def api(sbx: EasifySandbox) -> Api:
 # --------------------------------------------------------------------------- basics
 
 
+def test_a_limit_above_limit_refused_above_is_a_422(sandbox):
+    sandbox.configure(limit_refused_above=200)
+    api = Api(sandbox, sandbox.token)
+    refused = api.get("contacts", limit=201)
+    assert refused.status_code == 422 and "limit" in refused.json()["errors"]
+    assert api.get("contacts", limit=200).json()["meta"]["per_page"] == 200
+
+
 def test_lifecycle_urls_and_conn_json() -> None:
     sandbox = EasifySandbox(token="tok-1")
     with pytest.raises(RuntimeError):
@@ -249,8 +257,8 @@ def test_contacts_pagination(api: Api, sbx: EasifySandbox) -> None:
         params = {**params, "page": body["meta"]["current_page"] + 1}
     assert len(ids) == 30 and ids == sorted(ids)
 
-    everyone = api.get("contacts", limit=500).json()
-    assert everyone["meta"]["per_page"] == 100 and len(everyone["data"]) == 57
+    everyone = api.get("contacts", limit=5000).json()
+    assert everyone["meta"]["per_page"] == 1000 and len(everyone["data"]) == 57
     sizes = {
         name: sum(c["group_name"] == name for c in everyone["data"]) for name in ("Customers", "Staff", "VIP")
     }

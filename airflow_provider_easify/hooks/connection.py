@@ -79,6 +79,7 @@ def settings_from_connection(conn: Any) -> EasifyConnectionSettings:
         send_window_seconds=_number(extra, "send_window_seconds"),
         max_rate_limit_wait=_number(extra, "max_rate_limit_wait"),
         send_settle_seconds=_number(extra, "send_settle_seconds"),
+        page_size=int(_number(extra, "page_size")),
         pacing_redis_conn_id=str(extra.get("pacing_redis_conn_id") or "").strip() or None,
     )
 

@@ -51,6 +51,9 @@ EXTRA_FIELDS: tuple[ExtraField, ...] = (
     ExtraField("send_settle_seconds", "Send settle time (seconds)",
                "How long a recorded send may take to show in the SMS report; a send whose answer was lost is "
                "looked up again after it before it is retried. Default 5.", "number", 5.0, 0),
+    ExtraField("page_size", "Rows per page",
+               "Rows asked for per page of the report and contacts. Default 1000; a server that refuses it "
+               "is asked again with fewer.", "integer", 1000, 10),
     ExtraField("pacing_redis_conn_id", "Redis connection for pacing",
                "Id of an Airflow 'redis' connection through which every host shares the token's budget. "
                "Empty: each machine paces on its own.", "string", ""),

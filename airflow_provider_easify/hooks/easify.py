@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Iterator
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
-from airflow_provider_easify.exceptions import EasifyError, EasifyInvalidParameterError
+from airflow_provider_easify.exceptions import EasifyError, EasifyInvalidParameterError, EasifyValidationError
 from airflow_provider_easify.hooks import connection, sending
 from airflow_provider_easify.hooks.conversations import ConversationQueries, same_sms_id
 from airflow_provider_easify.hooks.pagination import SortKey, paginate
+from airflow_provider_easify.hooks.tracking import TrackingQueries
 from airflow_provider_easify.transport.client import MAX_RATE_LIMIT_RETRIES, Budget, EasifyTransport
 from airflow_provider_easify.transport.settings import DEFAULT_BASE_URL, EasifyConnectionSettings
 from airflow_provider_easify.utils import dates
@@ -28,9 +30,11 @@ from airflow_provider_easify.utils.phone import PhoneNumber, mask_phone, parse_p
 if TYPE_CHECKING:
     import requests
 
-#: Rows asked for per page. The vendor documents no maximum; 100 keeps pages small enough to
-#: stream and is a limit Laravel APIs commonly honour. The server's ``meta.per_page`` is followed.
-DEFAULT_PAGE_SIZE = 100
+#: Rows asked for per page (the connection's ``page_size`` extra changes it). The vendor documents no
+#: maximum: a server that clamps it serves fewer rows (pages are numbered by what it serves), one that
+#: refuses it is asked again with a smaller page.
+DEFAULT_PAGE_SIZE = 1000
+MIN_PAGE_SIZE = 10
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -46,7 +50,7 @@ __all__ = [
 ]
 
 
-class EasifyHook(ConversationQueries, BaseHook):
+class EasifyHook(ConversationQueries, TrackingQueries, BaseHook):
     """
     Interact with the Easify SMS/MMS API.
 
@@ -75,6 +79,8 @@ class EasifyHook(ConversationQueries, BaseHook):
     def __init__(self, easify_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.easify_conn_id = easify_conn_id
+        #: The largest page the server accepted after refusing a larger one (None: none refused yet).
+        self._page_size_cap: int | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(easify_conn_id={self.easify_conn_id!r})"
@@ -143,11 +149,27 @@ class EasifyHook(ConversationQueries, BaseHook):
     def _paginate(
         self, endpoint: str, params: dict[str, Any], page_size: int | None, sort_key: SortKey
     ) -> Iterator[dict[str, Any]]:
-        limit = checks.positive_int(page_size, "page_size") if page_size is not None else DEFAULT_PAGE_SIZE
+        limit = checks.positive_int(page_size, "page_size") if page_size is not None else self.settings.page_size
+        if self._page_size_cap is not None:
+            limit = min(limit, self._page_size_cap)
         fetch = partial(self._request, "GET", endpoint)
         return paginate(
-            lambda query: fetch(params=query), params, limit, sort_key=sort_key, descending=params["order"] == "desc"
+            lambda query: fetch(params=query), params, limit, sort_key=sort_key,
+            descending=params["order"] == "desc", smaller_limit=self._smaller_limit,
         )
+
+    def _smaller_limit(self, error: Exception, limit: int) -> int | None:
+        """After the server refused ``limit``: the largest it names below it, else half; remembered."""
+        if not isinstance(error, EasifyValidationError) or limit <= MIN_PAGE_SIZE:
+            return None
+        errors = error.errors if isinstance(error.errors, dict) else {}
+        if "limit" not in errors and "limit" not in error.message.lower():
+            return None
+        named = [int(n) for n in re.findall(r"\d+", " ".join([error.message, *map(str, errors.get("limit", []))]))]
+        below = [n for n in named if MIN_PAGE_SIZE <= n < limit]
+        self._page_size_cap = max(below) if below else max(MIN_PAGE_SIZE, limit // 2)
+        self.log.warning("The server refused limit=%d; asking for %d rows a page", limit, self._page_size_cap)
+        return self._page_size_cap
 
     # ------------------------------------------------------------------ endpoints
 

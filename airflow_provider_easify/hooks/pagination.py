@@ -25,18 +25,28 @@ def paginate(
     *,
     sort_key: SortKey | None = None,
     descending: bool = True,
+    smaller_limit: Callable[[Exception, int], int | None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield the rows of every page that ``fetch(query)`` answers, following ``params`` page by page.
 
     ``sort_key(row)`` is the listing's order (None for a row without one: such rows are checked against
-    the previous page's ids only).
+    the previous page's ids only). A server that refuses ``limit`` on the first page is asked again with
+    ``smaller_limit(error, limit)`` (None: the error stands). A server that silently serves fewer rows
+    than asked numbers its pages by what it serves, so following page numbers loses and repeats nothing.
     """
     page = 1
     boundary: Any = None
     boundary_ids: set[Any] = set()
     previous_ids: set[Any] = set()
     while True:
-        body = fetch({**params, "limit": limit, "page": page})
+        try:
+            body = fetch({**params, "limit": limit, "page": page})
+        except Exception as exc:
+            smaller = smaller_limit(exc, limit) if smaller_limit is not None and page == 1 else None
+            if smaller is None or smaller >= limit:
+                raise
+            limit = smaller
+            continue
         rows = body.get("data") or []
         current_ids = set()
         for row in rows:

@@ -35,8 +35,10 @@ Configuration
 
 :class:`SandboxConfig` (defaults): ``seed`` 7, ``pending_seconds`` 1.0, ``delivered_seconds`` 2.0,
 ``send_limit`` 15, ``send_window_seconds`` 60, ``read_limit`` 60, ``read_window_seconds`` 60,
-``max_page_size`` 100, ``report_days`` 120, ``report_rows_per_day`` 20, ``report_max_days`` 30,
-``log_requests`` False. All can be changed at run time (``configure(**fields)`` /
+``max_page_size`` 1000, ``limit_refused_above`` 0, ``report_days`` 120, ``report_rows_per_day`` 20,
+``report_max_days`` 30, ``log_requests`` False; the readings of the vendor text (below) ``trim_strings``
+True, ``normalize_newlines`` False, ``history_order`` "newest_first", ``visibility_delay_seconds`` 0.
+All can be changed at run time (``configure(**fields)`` /
 ``POST /_sandbox/config``); ``seed`` and ``report_*`` shape the seeded data at the next reset.
 
 Tokens
@@ -173,7 +175,7 @@ same UTC dates.
 Pagination (contacts, report, paginated phone numbers)
 ======================================================
 
-Laravel's length-aware paginator: ``per_page = min(limit, max_page_size)`` (**clamped** to 100 by
+Laravel's length-aware paginator: ``per_page = min(limit, max_page_size)`` (**clamped** to 1000 by
 default, ``meta.per_page`` shows the clamped value), ``last_page = max(1, ceil(total / per_page))``,
 ``{"status", "message", "data", "links": {first, last, prev, next}, "meta": {current_page, from,
 last_page, links, path, per_page, to, total}}``. As in the vendor's sample, link URLs carry **only**
@@ -207,6 +209,18 @@ first request after the previous one expired. Over the limit: 429 ``{"status": f
 ends), at least 1 (always "seconds"). **No Retry-After header** and no X-RateLimit headers: the
 vendor only puts the delay in the text. Rejected requests do not count; a limit of 0 disables its
 bucket. Only requests that pass auth are counted.
+
+Readings of the vendor text
+===========================
+
+Where the vendor text leaves a server free, switches pick the reading, so that clients can be tested
+against each: ``trim_strings`` (Laravel's TrimStrings: a sent message is stored without surrounding
+whitespace; off: stored as sent), ``normalize_newlines`` (CRLF and CR stored as LF),
+``history_order`` (chat history's ``limit`` takes the newest rows newest first, the oldest rows oldest
+first, or the newest rows in any order), ``visibility_delay_seconds`` (a message shows in chat history
+and the report only that long after it was created), ``max_page_size`` (``limit`` silently clamped)
+and ``limit_refused_above`` (a larger ``limit`` answered 422). Faults with ``body`` "html" or "empty"
+answer a 5xx as a gateway would.
 
 Injectable faults
 =================

@@ -36,8 +36,8 @@ _INTEGER = re.compile(r"[+-]?\d+")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def _limit(params: dict[str, Any], errors: dict[str, list[str]], default: int = 10) -> int:
-    """``limit``: an integer >= 1 (422 otherwise), ``default`` when absent."""
+def _limit(state: SandboxState, params: dict[str, Any], errors: dict[str, list[str]], default: int = 10) -> int:
+    """``limit``: an integer >= 1 (422 otherwise; above ``limit_refused_above`` too), ``default`` when absent."""
     raw = as_text(params.get("limit"))
     if raw is None:
         return default
@@ -46,6 +46,10 @@ def _limit(params: dict[str, Any], errors: dict[str, list[str]], default: int = 
         return default
     if int(raw) < 1:
         errors["limit"] = ["The limit must be at least 1."]
+        return default
+    refused_above = state.config.limit_refused_above
+    if refused_above and int(raw) > refused_above:
+        errors["limit"] = [f"The limit field must not be greater than {refused_above}."]
         return default
     return int(raw)
 
@@ -79,7 +83,7 @@ def phone_numbers(state: SandboxState, params: dict[str, Any], base_url: str) ->
     if as_text(params.get("limit")) is None:
         return 200, {"status": True, "message": "Phone Numbers", "data": rows, "links": []}
     errors: dict[str, list[str]] = {}
-    limit = _limit(params, errors)
+    limit = _limit(state, params, errors)
     if errors:
         return invalid(errors)
     page, per_page, offset = _page_args(state, params, limit)
@@ -94,7 +98,7 @@ def phone_numbers(state: SandboxState, params: dict[str, Any], base_url: str) ->
 
 def contacts(state: SandboxState, params: dict[str, Any], base_url: str) -> Response:
     errors: dict[str, list[str]] = {}
-    limit = _limit(params, errors)
+    limit = _limit(state, params, errors)
     group_raw = as_text(params.get("group_id"))
     if group_raw is not None and not _INTEGER.fullmatch(group_raw):
         errors["group_id"] = ["The group id must be an integer."]
@@ -118,7 +122,7 @@ def report(state: SandboxState, params: dict[str, Any], base_url: str) -> Respon
     last = _date(params, "to_date", "to date", errors)
     if first is not None and last is not None and last < first:
         errors["to_date"] = ["The to date must be a date after or equal to from date."]
-    limit = _limit(params, errors)
+    limit = _limit(state, params, errors)
     status = as_text(params.get("status"))
     if status is not None and status not in REPORT_STATUSES:
         errors["status"] = ["The selected status is invalid."]
@@ -183,7 +187,7 @@ def chat_history(state: SandboxState, params: dict[str, Any], base_url: str) -> 
         errors["country_code"] = ["The Country code field is required."]
     elif code not in SUPPORTED_COUNTRY_CODES:
         errors["country_code"] = [COUNTRY_UNSUPPORTED]
-    limit = _limit(params, errors)
+    limit = _limit(state, params, errors)
     if errors or sender is None or receiver is None or code is None:
         return invalid(errors)
     account = find_account(sender)

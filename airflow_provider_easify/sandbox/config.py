@@ -30,7 +30,9 @@ class SandboxConfig:
     read_limit: int = 60
     read_window_seconds: float = 60.0
     #: ``limit`` values above this are clamped (``meta.per_page`` shows the clamped value).
-    max_page_size: int = 100
+    max_page_size: int = 1000
+    #: ``limit`` values above this are refused with a 422 instead (0: never refused).
+    limit_refused_above: int = 0
     #: Seeded report history: this many days ending yesterday (UTC), this many rows per day.
     report_days: int = 120
     report_rows_per_day: int = 20
@@ -76,7 +78,7 @@ class SandboxConfig:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
-        for name in ("send_limit", "read_limit", "report_days", "report_rows_per_day"):
+        for name in ("send_limit", "read_limit", "report_days", "report_rows_per_day", "limit_refused_above"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.max_page_size < 1:

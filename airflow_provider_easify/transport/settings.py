@@ -25,5 +25,7 @@ class EasifyConnectionSettings:
     max_rate_limit_wait: float = 300.0
     #: Seconds a recorded send may take to show in the report; a failed send is looked up again after it.
     send_settle_seconds: float = 5.0
+    #: Rows asked for per page of the paginated listings.
+    page_size: int = 1000
     #: An Airflow connection of type ``redis`` through which every host shares the budget; None: local.
     pacing_redis_conn_id: str | None = None

@@ -1,0 +1,77 @@
+"""The statuses of many sent messages from one read of the SMS report, not one read per message."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pendulum
+
+from airflow_provider_easify.exceptions import EasifyInvalidParameterError
+from airflow_provider_easify.utils import dates
+from airflow_provider_easify.utils.params import int_id
+
+#: Without ``since``, the statuses of messages sent in the last this many days are found.
+DEFAULT_LOOKBACK_DAYS = 7
+
+
+class TrackingQueries:
+    """Part of :class:`~.easify.EasifyHook`: statuses of many messages at once."""
+
+    if TYPE_CHECKING:  # provided by EasifyHook
+        log: Any
+        settings: Any
+
+        def iter_sms_report(
+            self, from_date: str | dt.date | dt.datetime, to_date: str | dt.date | dt.datetime, *,
+            status: str | None = ..., sender: str | None = ..., receiver: str | None = ...,
+            country_code: str | None = ..., order: str = ..., page_size: int | None = ...,
+        ) -> Iterator[dict[str, Any]]: ...
+
+    def get_sms_statuses(
+        self,
+        sms_ids: Iterable[str | int],
+        *,
+        sender: str,
+        since: str | dt.date | dt.datetime | None = None,
+        page_size: int | None = None,
+    ) -> dict[str, str | None]:
+        """The status of each message sent from account number ``sender``: ``{"315012": "Delivered", ...}``,
+        None for an id not found.
+
+        Read from the SMS report (``sender`` filter, newest first) from ``since`` (a date, a datetime or
+        ``YYYY-MM-DD``; default: the last :data:`DEFAULT_LOOKBACK_DAYS` days, in the connection's
+        ``timezone``) through tomorrow, page by page, stopping as soon as every id is found or the rows are
+        older than the oldest id asked for (ids grow with time). Cost: one read per page scanned, never one
+        per message; ranges over 30 days are split as :meth:`iter_sms_report` does.
+        """
+        wanted: dict[str, int] = {}
+        for sms_id in sms_ids:
+            text = str(sms_id).strip() if isinstance(sms_id, (str, int)) and not isinstance(sms_id, bool) else ""
+            if not text.isdigit():
+                raise EasifyInvalidParameterError("sms_ids", sms_id, "each must be a message id (digits)")
+            wanted[text] = int(text)
+        statuses: dict[str, str | None] = dict.fromkeys(wanted)
+        if not wanted:
+            return statuses
+        today = pendulum.now(self.settings.server_timezone).date()
+        first = (
+            today - dt.timedelta(days=DEFAULT_LOOKBACK_DAYS - 1)
+            if since is None else dates.to_date(since, parameter="since")
+        )
+        last = today + dt.timedelta(days=1)  # a zone a few hours off still sees today's messages
+        if first > last:
+            raise EasifyInvalidParameterError("since", since, "must not be after today")
+        pending = set(wanted)
+        oldest = min(wanted.values())
+        for row in self.iter_sms_report(first, last, sender=sender, order="desc", page_size=page_size):
+            row_id = str(row.get("id", "")).strip()
+            if row_id in pending:
+                statuses[row_id] = row.get("status")
+                pending.discard(row_id)
+                if not pending:
+                    break
+            elif int_id(row_id) < oldest:
+                break
+        return statuses
