@@ -37,8 +37,19 @@ class TrackingQueries:
         since: str | dt.date | dt.datetime | None = None,
         page_size: int | None = None,
     ) -> dict[str, str | None]:
-        """The status of each message sent from account number ``sender``: ``{"315012": "Delivered", ...}``,
-        None for an id not found.
+        rows = self.find_sms_rows(sms_ids, sender=sender, since=since, page_size=page_size)
+        return {sms_id: None if row is None else row.get("status") for sms_id, row in rows.items()}
+
+    def find_sms_rows(
+        self,
+        sms_ids: Iterable[str | int],
+        *,
+        sender: str,
+        since: str | dt.date | dt.datetime | None = None,
+        page_size: int | None = None,
+    ) -> dict[str, dict[str, Any] | None]:
+        """The report row of each message sent from account number ``sender`` (None for an id not found);
+        :meth:`get_sms_statuses` gives their statuses: ``{"315012": "Delivered", ...}``.
 
         Read from the SMS report (``sender`` filter, newest first) from ``since`` (a date, a datetime or
         ``YYYY-MM-DD``; default: the last :data:`DEFAULT_LOOKBACK_DAYS` days, in the connection's
@@ -52,9 +63,9 @@ class TrackingQueries:
             if not text.isdigit():
                 raise EasifyInvalidParameterError("sms_ids", sms_id, "each must be a message id (digits)")
             wanted[text] = int(text)
-        statuses: dict[str, str | None] = dict.fromkeys(wanted)
+        found: dict[str, dict[str, Any] | None] = dict.fromkeys(wanted)
         if not wanted:
-            return statuses
+            return found
         today = pendulum.now(self.settings.server_timezone).date()
         first = (
             today - dt.timedelta(days=DEFAULT_LOOKBACK_DAYS - 1)
@@ -68,10 +79,10 @@ class TrackingQueries:
         for row in self.iter_sms_report(first, last, sender=sender, order="desc", page_size=page_size):
             row_id = str(row.get("id", "")).strip()
             if row_id in pending:
-                statuses[row_id] = row.get("status")
+                found[row_id] = row
                 pending.discard(row_id)
                 if not pending:
                     break
             elif int_id(row_id) < oldest:
                 break
-        return statuses
+        return found

@@ -29,10 +29,13 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_easify.exceptions import EasifyApiError, EasifyRateLimitError
 from airflow_provider_easify.hooks.easify import EasifyTriggerHook
 from airflow_provider_easify.transport import PacingDeferred
-from airflow_provider_easify.utils.phone import mask_phone
+from airflow_provider_easify.utils.phone import mask_phone, parse_phone_number
 from airflow_provider_easify.utils.waiting import (
+    StatusWait,
+    bulk_event,
     compile_reply_pattern,
     error_event,
+    pending_count,
     reply_matches,
     reply_result,
     status_event,
@@ -104,9 +107,57 @@ class _EasifyPollingTrigger(BaseTrigger):
             await asyncio.sleep(wait)
 
 
-class EasifySmsStatusTrigger(_EasifyPollingTrigger):
+class _CoalescedStatusTrigger(_EasifyPollingTrigger):
+    """Waits through the shared :class:`~.coalesce.StatusPoller` of its connection and sender."""
+
+    sender: str
+
+    def _status_wait(self) -> StatusWait:
+        raise NotImplementedError
+
+    def _on_round(self, rows: dict[str, Any]) -> dict[str, Any] | None:
+        """This trigger's verdict on one round's rows: the final event, or None to keep waiting."""
+        raise NotImplementedError
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_easify.triggers.coalesce import StatusPoller
+
+        if self.not_before is not None:
+            first_poll = self.not_before if self.deadline is None else min(self.not_before, self.deadline)
+            await asyncio.sleep(max(0.0, first_poll - time.time()))
+        try:
+            wait = self._status_wait()
+        except EasifyApiError as exc:  # a bad argument ends this wait only
+            yield TriggerEvent(error_event(exc))
+            return
+        poller, waiter = StatusPoller.join(self.easify_conn_id, self.sender, wait, self.poke_interval)
+        try:
+            while True:
+                remaining = None if self.deadline is None else self.deadline - time.time()
+                if remaining is not None and remaining <= 0:
+                    yield TriggerEvent(self._timeout_event())
+                    return
+                try:
+                    rows = await asyncio.wait_for(waiter.rounds.get(), remaining)
+                except TimeoutError:
+                    continue  # the deadline: checked at the top
+                if isinstance(rows, BaseException):
+                    yield TriggerEvent(error_event(rows))
+                    return
+                event = self._on_round(rows)
+                if event is not None:
+                    yield TriggerEvent(event)
+                    return
+        finally:
+            poller.leave(waiter)
+
+
+class EasifySmsStatusTrigger(_CoalescedStatusTrigger):
     """
     Wait until a sent message reaches one of ``target_statuses`` or ``failure_statuses``.
+
+    Every status trigger of one connection and sender in a triggerer shares one poller: one read a
+    round answers them all (:mod:`.coalesce`).
 
     :param sms_id: The id returned by the send.
     :param sender: The account number the message was sent from (E.164 or national digits).
@@ -117,6 +168,7 @@ class EasifySmsStatusTrigger(_EasifyPollingTrigger):
     :param poke_interval: Seconds between polls (also after a failed poll).
     :param deadline: Epoch seconds after which the trigger ends with a ``timeout`` event; None waits forever.
     :param easify_conn_id: The Easify connection (only its id is serialized).
+    :param since: The day the message was sent on or after (``YYYY-MM-DD``), bounding a report scan.
     """
 
     def __init__(
@@ -132,6 +184,7 @@ class EasifySmsStatusTrigger(_EasifyPollingTrigger):
         deadline: float | None = None,
         easify_conn_id: str = "easify_default",
         not_before: float | None = None,
+        since: str | None = None,
     ) -> None:
         super().__init__(
             poke_interval=poke_interval, deadline=deadline, easify_conn_id=easify_conn_id, not_before=not_before
@@ -142,6 +195,7 @@ class EasifySmsStatusTrigger(_EasifyPollingTrigger):
         self.country_code = country_code
         self.target_statuses = list(target_statuses)
         self.failure_statuses = list(failure_statuses)
+        self.since = since
         self.last_status: str | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -158,11 +212,16 @@ class EasifySmsStatusTrigger(_EasifyPollingTrigger):
                 "deadline": self.deadline,
                 "easify_conn_id": self.easify_conn_id,
                 "not_before": self.not_before,
+                "since": self.since,
             },
         )
 
-    def _poll(self) -> dict[str, Any] | None:
-        row = self.hook.find_message(self.sms_id, self.sender, self.receiver, country_code=self.country_code)
+    def _status_wait(self) -> StatusWait:
+        receiver = parse_phone_number(self.receiver, self.country_code, parameter="receiver").e164
+        return StatusWait((self.sms_id,), receiver=receiver, since=self.since)
+
+    def _on_round(self, rows: dict[str, Any]) -> dict[str, Any] | None:
+        row = rows.get(self.sms_id)
         status = None if row is None else row.get("status")
         if status != self.last_status:
             self.log.info("SMS %s to %s: %s", self.sms_id, mask_phone(self.receiver), status or "not found yet")
@@ -171,6 +230,74 @@ class EasifySmsStatusTrigger(_EasifyPollingTrigger):
 
     def _timeout_event(self) -> dict[str, Any]:
         return {"status": "timeout", "sms_status": self.last_status}
+
+
+class EasifyBulkSmsStatusTrigger(_CoalescedStatusTrigger):
+    """
+    Wait until every one of many messages sent from ``sender`` has a final status (target or failure).
+
+    Shares the poller of its connection and sender with every other status trigger (:mod:`.coalesce`).
+    Ends with ``{"status": "success", "statuses": {sms_id: status}}`` or, at the deadline,
+    ``{"status": "timeout", "statuses": {...}, "pending": n}``. Carries message ids, never phone numbers.
+
+    :param sms_ids: The ids returned by the sends.
+    :param sender: The account number they were sent from.
+    :param since: The day they were sent on or after (``YYYY-MM-DD``), bounding the report scan.
+    """
+
+    def __init__(
+        self,
+        *,
+        sms_ids: Sequence[str],
+        sender: str,
+        target_statuses: Sequence[str] = ("Delivered",),
+        failure_statuses: Sequence[str] = ("Failed", "Undelivered"),
+        poke_interval: float = 60,
+        deadline: float | None = None,
+        easify_conn_id: str = "easify_default",
+        not_before: float | None = None,
+        since: str | None = None,
+    ) -> None:
+        super().__init__(
+            poke_interval=poke_interval, deadline=deadline, easify_conn_id=easify_conn_id, not_before=not_before
+        )
+        self.sms_ids = [str(sms_id) for sms_id in sms_ids]
+        self.sender = sender
+        self.target_statuses = list(target_statuses)
+        self.failure_statuses = list(failure_statuses)
+        self.since = since
+        self.statuses: dict[str, str | None] = dict.fromkeys(self.sms_ids)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "sms_ids": self.sms_ids,
+                "sender": self.sender,
+                "target_statuses": self.target_statuses,
+                "failure_statuses": self.failure_statuses,
+                "poke_interval": self.poke_interval,
+                "deadline": self.deadline,
+                "easify_conn_id": self.easify_conn_id,
+                "not_before": self.not_before,
+                "since": self.since,
+            },
+        )
+
+    def _status_wait(self) -> StatusWait:
+        return StatusWait(tuple(self.sms_ids), since=self.since)
+
+    def _on_round(self, rows: dict[str, Any]) -> dict[str, Any] | None:
+        self.statuses = {sms_id: None if row is None else row.get("status") for sms_id, row in rows.items()}
+        event = bulk_event(self.statuses, self.target_statuses, self.failure_statuses)
+        if event is None:
+            pending = pending_count(self.statuses, self.target_statuses, self.failure_statuses)
+            self.log.info("%d of %d messages not final yet", pending, len(self.statuses))
+        return event
+
+    def _timeout_event(self) -> dict[str, Any]:
+        pending = pending_count(self.statuses, self.target_statuses, self.failure_statuses)
+        return {"status": "timeout", "statuses": self.statuses, "pending": pending}
 
 
 class EasifySmsReplyTrigger(_EasifyPollingTrigger):

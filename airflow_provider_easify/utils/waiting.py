@@ -6,6 +6,7 @@ Kept apart from the trigger module so that DAG files importing the sensors do no
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -82,3 +83,47 @@ def error_event(exc: BaseException) -> dict[str, Any]:
         "error_type": type(exc).__name__,
         "status_code": getattr(exc, "status_code", None),
     }
+
+
+# ---------------------------------------------------------------------- one read answers many
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusWait:
+    """Messages one sensor or trigger waits on. ``receiver`` is known for a single message."""
+
+    sms_ids: tuple[str, ...]
+    receiver: str | None = None
+    country_code: str | None = None
+    since: str | None = None
+
+
+def fetch_status_rows(hook: Any, sender: str, waits: Sequence[StatusWait]) -> dict[str, dict[str, Any] | None]:
+    """The rows of every message the waits ask for, in as few reads as it takes.
+
+    The sensors' ``poke`` and the triggers' poll (alone or coalesced) all call this. One message of a
+    known conversation is one chat-history read; anything more is the SMS report, one read per page of
+    the sender's messages scanned (:meth:`EasifyHook.find_sms_rows`).
+    """
+    ids = sorted({sms_id for wait in waits for sms_id in wait.sms_ids})
+    if len(waits) == 1 and len(ids) == 1 and waits[0].receiver:
+        wait = waits[0]
+        return {ids[0]: hook.find_message(ids[0], sender, wait.receiver, country_code=wait.country_code)}
+    sinces = [wait.since for wait in waits if wait.since]
+    since = min(sinces) if len(sinces) == len(waits) and sinces else None
+    return hook.find_sms_rows(ids, sender=sender, since=since)
+
+
+def bulk_event(
+    statuses: dict[str, str | None], target_statuses: Sequence[str], failure_statuses: Sequence[str]
+) -> dict[str, Any] | None:
+    """The event that ends a wait for many messages (all final), or None to keep waiting."""
+    if any(status_outcome(status, target_statuses, failure_statuses) is None for status in statuses.values()):
+        return None
+    return {"status": "success", "statuses": dict(statuses)}
+
+
+def pending_count(
+    statuses: dict[str, str | None], target_statuses: Sequence[str], failure_statuses: Sequence[str]
+) -> int:
+    return sum(status_outcome(s, target_statuses, failure_statuses) is None for s in statuses.values())

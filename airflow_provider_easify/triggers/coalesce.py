@@ -1,0 +1,115 @@
+"""One poller per (connection, sender) in a triggerer process answers every status wait at once.
+
+Each waiting :class:`~.sms.EasifySmsStatusTrigger` or :class:`~.sms.EasifyBulkSmsStatusTrigger` joins
+the poller of its connection and account number instead of polling on its own. Each round, the poller
+asks for every waited message in one go (:func:`~..utils.waiting.fetch_status_rows`: one chat-history
+read for a single message, otherwise one SMS-report read per page of the sender's messages) and hands
+each waiter its rows; the waiter decides whether its wait is over. K waiting triggers thus cost about
+ceil(K / page size) + 1 reads a round, not K.
+
+A trigger that ends or is cancelled leaves; the poller stops when nobody waits. Rounds come every
+``min(poke_interval)`` of the waiters. A transient failure (5xx, timeout, 429, waiting for budget) only
+delays the next round; an error no wait can fix (authentication, plan, payment) ends every wait with it.
+A bad argument or a deadline belongs to one trigger and never ends another's wait.
+
+Airflow 3.3's shared streams (``BaseEventTrigger.shared_stream_key``) serve asset watchers, not task
+deferral, so this coalescing is our own: plain asyncio in the triggerer's loop, which works on 2.11 too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from airflow_provider_easify.exceptions import EasifyApiError, EasifyRateLimitError
+from airflow_provider_easify.transport import PacingDeferred
+from airflow_provider_easify.utils.phone import sender_digits
+from airflow_provider_easify.utils.waiting import StatusWait, fetch_status_rows
+
+log = logging.getLogger(__name__)
+
+
+class Waiter:
+    """One trigger's place in a poller: what it waits for, and the rows (or the error) of each round."""
+
+    def __init__(self, wait: StatusWait, interval: float) -> None:
+        self.wait = wait
+        self.interval = interval
+        self.rounds: asyncio.Queue[dict[str, Any] | BaseException] = asyncio.Queue()
+
+
+class StatusPoller:
+    _pollers: dict[tuple[int, str, str], StatusPoller] = {}
+
+    def __init__(self, key: tuple[int, str, str], conn_id: str, sender: str) -> None:
+        self.key = key
+        self.conn_id = conn_id
+        self.sender = sender
+        self.waiters: list[Waiter] = []
+        self.rounds_done = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def join(cls, conn_id: str, sender: str, wait: StatusWait, interval: float) -> tuple[StatusPoller, Waiter]:
+        digits = sender_digits(sender, parameter="sender")
+        key = (id(asyncio.get_running_loop()), conn_id, digits)
+        poller = cls._pollers.get(key)
+        if poller is None:
+            poller = cls._pollers[key] = cls(key, conn_id, digits)
+        waiter = Waiter(wait, interval)
+        poller.waiters.append(waiter)
+        if poller._task is None:
+            poller._task = asyncio.ensure_future(poller._run())
+        return poller, waiter
+
+    def leave(self, waiter: Waiter) -> None:
+        if waiter in self.waiters:
+            self.waiters.remove(waiter)
+        if not self.waiters:
+            self._stop()
+
+    def _stop(self) -> None:
+        if self._pollers.get(self.key) is self:
+            del self._pollers[self.key]
+        if self._task is not None and not self._task.done() and self._task is not asyncio.current_task():
+            self._task.cancel()
+
+    def _fetch(self, hook: Any, waiters: list[Waiter]) -> dict[str, dict[str, Any] | None]:
+        hook.transport.new_unit_of_work()
+        return fetch_status_rows(hook, self.sender, [waiter.wait for waiter in waiters])
+
+    async def _run(self) -> None:
+        from airflow_provider_easify.hooks.easify import EasifyTriggerHook
+
+        hook = EasifyTriggerHook(easify_conn_id=self.conn_id)
+        try:
+            while self.waiters:
+                waiters = list(self.waiters)
+                wait = min(waiter.interval for waiter in waiters)
+                try:
+                    rows = await asyncio.to_thread(self._fetch, hook, waiters)
+                except PacingDeferred as deferred:
+                    await asyncio.sleep(deferred.delay)  # the slot is reserved: the round goes out when it opens
+                    continue
+                except EasifyRateLimitError as exc:
+                    wait = max(exc.retry_after, wait)
+                    log.warning("Easify rate limit reached; next status round in %g s", wait)
+                except EasifyApiError as exc:
+                    if not exc.retryable:
+                        for waiter in waiters:
+                            waiter.rounds.put_nowait(exc)
+                        return
+                    log.warning("Easify status round failed (%s); next round in %g s", exc, wait)
+                except Exception as exc:  # ends the waits with its reason rather than a dead poller
+                    log.exception("Easify status round failed")
+                    for waiter in waiters:
+                        waiter.rounds.put_nowait(exc)
+                    return
+                else:
+                    self.rounds_done += 1
+                    for waiter in waiters:
+                        waiter.rounds.put_nowait({sms_id: rows.get(sms_id) for sms_id in waiter.wait.sms_ids})
+                await asyncio.sleep(wait)
+        finally:
+            self._stop()
