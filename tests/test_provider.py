@@ -130,6 +130,7 @@ def test_example_dags_import_cleanly_with_dagbag(tmp_path, monkeypatch):
         "example_easify_bulk_reminders",
         "example_easify_failure_alert",
         "example_easify_sms_approval",
+        "example_easify_bulk_delivery",
     }
     assert expected <= set(bag.dag_ids)
     ours = [w for w in caught if "airflow_provider_easify" in str(w.filename) or "example_dags" in str(w.filename)]

@@ -26,7 +26,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_easify.exceptions import EasifyApiError, EasifyRateLimitError
+from airflow_provider_easify.exceptions import EasifyApiError, EasifyError, EasifyRateLimitError
 from airflow_provider_easify.hooks.easify import EasifyTriggerHook
 from airflow_provider_easify.transport import PacingDeferred
 from airflow_provider_easify.utils.phone import mask_phone, parse_phone_number
@@ -127,7 +127,7 @@ class _CoalescedStatusTrigger(_EasifyPollingTrigger):
             await asyncio.sleep(max(0.0, first_poll - time.time()))
         try:
             wait = self._status_wait()
-        except EasifyApiError as exc:  # a bad argument ends this wait only
+        except EasifyError as exc:  # a bad argument ends this wait only
             yield TriggerEvent(error_event(exc))
             return
         poller, waiter = StatusPoller.join(self.easify_conn_id, self.sender, wait, self.poke_interval)
