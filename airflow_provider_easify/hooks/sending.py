@@ -37,13 +37,10 @@ import itertools
 import mimetypes
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pendulum
-
-from airflow_provider_easify.exceptions import EasifyApiError, EasifyValidationError
+from airflow_provider_easify.exceptions import EasifyApiError
 from airflow_provider_easify.utils import dates
 from airflow_provider_easify.utils.params import int_id
 from airflow_provider_easify.utils.phone import PhoneNumber, mask_phone, sender_digits
@@ -131,38 +128,9 @@ def normalized_body(text: str | None) -> str:
     return (text or "").replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
-def _report_window(hook: EasifyHook, since: dt.datetime | None = None) -> tuple[dt.date, dt.date]:
-    today = pendulum.now(hook.settings.server_timezone).date()
-    first = today - dt.timedelta(days=1)
-    if since is not None:
-        first = min(first, pendulum.instance(since).in_timezone(hook.settings.server_timezone).date())
-    return first, today + dt.timedelta(days=1)
-
-
-def _conversation_rows(
-    hook: EasifyHook, sender: str, receiver: str, window: tuple[dt.date, dt.date], page_size: int
-) -> Iterator[dict[str, Any]]:
-    """The conversation's report rows of ``window``, newest first, read page by page as they are used."""
-    rows = hook.iter_sms_report(
-        window[0], window[1], sender=sender, receiver=receiver, order="desc", page_size=page_size
-    )
-    try:
-        first = next(rows, None)
-    except EasifyValidationError:
-        # A server that refuses a to_date in the future: today is the latest day it has.
-        rows = hook.iter_sms_report(
-            window[0], window[1] - dt.timedelta(days=1), sender=sender, receiver=receiver, order="desc",
-            page_size=page_size,
-        )
-        first = next(rows, None)
-    if first is not None:
-        yield first
-        yield from rows
-
-
 def send_watermark(hook: EasifyHook, sender: str, receiver: str) -> int:
     """The highest message id of the conversation in the report's recent days (0 when none): one read."""
-    rows = _conversation_rows(hook, sender, receiver, _report_window(hook), WATERMARK_ROWS)
+    rows = hook.iter_recent_report(sender=sender, receiver=receiver, page_size=WATERMARK_ROWS)
     page = itertools.islice(rows, WATERMARK_ROWS)
     return max((int_id(row.get("id")) for row in page), default=0)
 
@@ -209,7 +177,7 @@ def _lookup(
     too_early = _too_early(hook, attempted_at)
     matches: list[int] = []
     older_in_a_row = 0
-    for row in _conversation_rows(hook, sender, receiver, _report_window(hook, since), LOOKUP_PAGE_SIZE):
+    for row in hook.iter_recent_report(sender=sender, receiver=receiver, since=since, page_size=LOOKUP_PAGE_SIZE):
         row_id = int_id(row.get("id"))
         if row_id <= after_id:
             older_in_a_row += 1

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pendulum
 
-from airflow_provider_easify.exceptions import EasifyInvalidParameterError
+from airflow_provider_easify.exceptions import EasifyInvalidParameterError, EasifyValidationError
 from airflow_provider_easify.utils import dates
 from airflow_provider_easify.utils.params import int_id
 
@@ -28,6 +28,37 @@ class TrackingQueries:
             status: str | None = ..., sender: str | None = ..., receiver: str | None = ...,
             country_code: str | None = ..., order: str = ..., page_size: int | None = ...,
         ) -> Iterator[dict[str, Any]]: ...
+
+    def iter_recent_report(
+        self,
+        *,
+        sender: str,
+        receiver: str | None = None,
+        since: str | dt.date | dt.datetime | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The report rows of ``sender`` (and ``receiver``) from ``since`` (default yesterday) through
+        tomorrow, newest first, read page by page as they are used.
+
+        The days are the connection's ``timezone``; tomorrow is included so that a zone a few hours off
+        still sees today's messages, and dropped for a server that refuses a date in the future.
+        """
+        zone = self.settings.server_timezone
+        today = pendulum.now(zone).date()
+        first: dt.date = today - dt.timedelta(days=1)
+        if since is not None:
+            first = min(first, _day_in(since, zone))
+        last = today + dt.timedelta(days=1)
+        options: dict[str, Any] = {"sender": sender, "receiver": receiver, "order": "desc", "page_size": page_size}
+        rows = self.iter_sms_report(first, last, **options)
+        try:
+            head = next(rows, None)
+        except EasifyValidationError:
+            rows = self.iter_sms_report(first, today, **options)
+            head = next(rows, None)
+        if head is not None:
+            yield head
+            yield from rows
 
     def get_sms_statuses(
         self,
@@ -71,12 +102,11 @@ class TrackingQueries:
             today - dt.timedelta(days=DEFAULT_LOOKBACK_DAYS - 1)
             if since is None else dates.to_date(since, parameter="since")
         )
-        last = today + dt.timedelta(days=1)  # a zone a few hours off still sees today's messages
-        if first > last:
+        if first > today + dt.timedelta(days=1):
             raise EasifyInvalidParameterError("since", since, "must not be after today")
         pending = set(wanted)
         oldest = min(wanted.values())
-        for row in self.iter_sms_report(first, last, sender=sender, order="desc", page_size=page_size):
+        for row in self.iter_recent_report(sender=sender, since=first, page_size=page_size):
             row_id = str(row.get("id", "")).strip()
             if row_id in pending:
                 found[row_id] = row
@@ -86,3 +116,10 @@ class TrackingQueries:
             elif int_id(row_id) < oldest:
                 break
         return found
+
+
+def _day_in(value: str | dt.date | dt.datetime, zone: str) -> dt.date:
+    """A day argument; an aware datetime is read in the API's zone."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return pendulum.instance(value).in_timezone(zone).date()
+    return dates.to_date(value, parameter="since")

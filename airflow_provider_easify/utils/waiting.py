@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from airflow_provider_easify.exceptions import EasifyApiError, EasifyInvalidParameterError
-from airflow_provider_easify.utils.params import REPORT_STATUSES
+from airflow_provider_easify.utils.params import REPORT_STATUSES, int_id
 
 
 def normalize_statuses(statuses: str | Iterable[str], parameter: str) -> tuple[str, ...]:
@@ -127,3 +127,47 @@ def pending_count(
     statuses: dict[str, str | None], target_statuses: Sequence[str], failure_statuses: Sequence[str]
 ) -> int:
     return sum(status_outcome(s, target_statuses, failure_statuses) is None for s in statuses.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplyWait:
+    """A wait for a reply from ``receiver`` (E.164) newer than message ``after_id``."""
+
+    receiver: str
+    after_id: int
+
+
+def fetch_replies(hook: Any, sender: str, waits: Sequence[ReplyWait]) -> dict[str, list[dict[str, Any]]]:
+    """The incoming messages newer than each wait's reference, by contact, oldest first, in few reads.
+
+    The reply sensor's ``poke`` and the reply triggers' poll (alone or coalesced) all call this. One
+    wait is one chat-history walk of its conversation; several are one scan of the sender's SMS report
+    (today and the days around it), newest first, down to the oldest reference.
+    """
+    if len(waits) == 1:
+        wait = waits[0]
+        return {wait.receiver: hook.get_replies(sender, wait.receiver, after_id=wait.after_id)}
+    oldest = min(wait.after_id for wait in waits)
+    found: dict[str, list[dict[str, Any]]] = {wait.receiver: [] for wait in waits}
+    for row in hook.iter_recent_report(sender=sender):
+        if int_id(row.get("id")) <= oldest:
+            break
+        if row.get("send_by") == "receiver" and row.get("receiver") in found:
+            found[row["receiver"]].append(row)
+    return {receiver: sorted(rows, key=lambda row: int_id(row.get("id"))) for receiver, rows in found.items()}
+
+
+def reply_event(
+    rows: Sequence[dict[str, Any]], after_id: int, pattern: re.Pattern[str] | None, ignored: list[Any]
+) -> dict[str, Any] | None:
+    """The event that ends a reply wait (the oldest matching reply above ``after_id``), or None; replies
+    that do not match are noted in ``ignored``."""
+    for row in rows:
+        if int_id(row.get("id")) <= after_id:
+            continue
+        if reply_matches(row, pattern):
+            return {"status": "success", "reply": reply_result(row)}
+        if row.get("id") not in ignored:
+            ignored.append(row.get("id"))
+    return None
+
