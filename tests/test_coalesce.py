@@ -175,3 +175,31 @@ def test_example_bulk_delivery(airflow_home, sandbox):
     undelivered = result.xcoms["undelivered_numbers"]
     assert len(undelivered) == 12 - outcome["counts"].get("Delivered", 0)
     assert not any(number in result.output for number in undelivered), "numbers are masked in the log"
+
+
+def test_reply_triggers_of_one_account_share_one_scan(make_hook, sandbox):
+    from airflow_provider_easify.triggers.sms import EasifySmsReplyTrigger
+
+    sandbox.configure(send_limit=0, read_limit=0)
+    hook = make_hook()
+    contacts = [f"+1315137{n:04d}" for n in range(5)]
+    references = {to: int(hook.send_sms(SENDER, to, "Reply YES", after_message_id=0)) for to in contacts}
+    triggers = [
+        EasifySmsReplyTrigger(sender=SENDER, receiver=to, after_id=references[to], pattern=r"^yes", poke_interval=0.2,
+                              deadline=time.time() + 20, easify_conn_id=hook.easify_conn_id)
+        for to in contacts
+    ]
+
+    async def scenario():
+        waits = [asyncio.ensure_future(first_event(t)) for t in triggers]
+        await asyncio.sleep(0.5)
+        for to in contacts:
+            sandbox.inject_incoming(SENDER, to, "maybe")  # ignored: does not match
+            sandbox.inject_incoming(SENDER, to, f"yes from {to[-4:]}")
+        return await asyncio.gather(*waits)
+
+    before = reads(sandbox, "chat-history")
+    events = asyncio.run(scenario())
+    assert [e["reply"]["message"] for e in events] == [f"yes from {to[-4:]}" for to in contacts]
+    assert reads(sandbox, "chat-history") == before, "several reply waits are one report scan a round"
+    assert all(len(t.ignored_reply_ids) == 1 for t in triggers)

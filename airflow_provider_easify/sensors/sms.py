@@ -26,16 +26,22 @@ from airflow_provider_easify.exceptions import (
 from airflow_provider_easify.hooks.easify import EasifyHook
 from airflow_provider_easify.sensors.base import EasifyWaitSensor
 from airflow_provider_easify.utils import dates
-from airflow_provider_easify.utils.phone import mask_phone, mask_phone_numbers_in_text, sender_digits
+from airflow_provider_easify.utils.phone import (
+    mask_phone,
+    mask_phone_numbers_in_text,
+    parse_phone_number,
+    sender_digits,
+)
 from airflow_provider_easify.utils.waiting import (
+    ReplyWait,
     StatusWait,
     bulk_event,
     compile_reply_pattern,
+    fetch_replies,
     fetch_status_rows,
     normalize_statuses,
     pending_count,
-    reply_matches,
-    reply_result,
+    reply_event,
     status_event,
 )
 
@@ -263,23 +269,21 @@ class EasifySmsReplySensor(EasifyWaitSensor):
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         after_id = self._reference()
+        receiver = parse_phone_number(self.receiver, self.country_code, parameter="receiver").e164
         try:
-            replies = self.hook.get_replies(
-                self.sender, self.receiver, after_id=after_id, country_code=self.country_code
-            )
+            replies = fetch_replies(self.hook, self.sender, [ReplyWait(receiver, after_id)])[receiver]
         except EasifyApiError as exc:
             if not exc.retryable:
                 raise
             self.log.warning("Could not read the conversation (%s); checking again later", exc)
             return False
-        for row in replies:
-            if reply_matches(row, self._compiled_pattern):
-                reply = self._on_event({"status": "success", "reply": reply_result(row)})
-                return PokeReturnValue(is_done=True, xcom_value=reply)
-            if row.get("id") not in self._ignored_reply_ids:
-                self._ignored_reply_ids.append(row.get("id"))
-                self.log.info("Reply %s does not match the pattern; still waiting", row.get("id"))
-        return False
+        ignored = len(self._ignored_reply_ids)
+        event = reply_event(replies, after_id, self._compiled_pattern, self._ignored_reply_ids)
+        for reply_id in self._ignored_reply_ids[ignored:]:
+            self.log.info("Reply %s does not match the pattern; still waiting", reply_id)
+        if event is None:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self._on_event(event))
 
     def _on_event(self, event: dict[str, Any]) -> Any:
         if event["status"] == "success":

@@ -1,4 +1,5 @@
-"""One poller per (connection, sender) in a triggerer process answers every status wait at once.
+"""One poller per (connection, sender) in a triggerer process answers every status wait, and one every
+reply wait, at once.
 
 Each waiting :class:`~.sms.EasifySmsStatusTrigger` or :class:`~.sms.EasifyBulkSmsStatusTrigger` joins
 the poller of its connection and account number instead of polling on its own. Each round, the poller
@@ -6,6 +7,10 @@ asks for every waited message in one go (:func:`~..utils.waiting.fetch_status_ro
 read for a single message, otherwise one SMS-report read per page of the sender's messages) and hands
 each waiter its rows; the waiter decides whether its wait is over. K waiting triggers thus cost about
 ceil(K / page size) + 1 reads a round, not K.
+
+Reply triggers of one account number share a :class:`ReplyPoller` the same way: one scan of the
+sender's SMS report a round finds the new incoming messages of every awaited contact (one
+chat-history walk when a single reply is awaited).
 
 A trigger that ends or is cancelled leaves; the poller stops when nobody waits. Rounds come every
 ``min(poke_interval)`` of the waiters. A transient failure (5xx, timeout, 429, waiting for budget) only
@@ -25,24 +30,26 @@ from typing import Any
 from airflow_provider_easify.exceptions import EasifyApiError, EasifyRateLimitError
 from airflow_provider_easify.transport import PacingDeferred
 from airflow_provider_easify.utils.phone import sender_digits
-from airflow_provider_easify.utils.waiting import StatusWait, fetch_status_rows
+from airflow_provider_easify.utils.waiting import ReplyWait, StatusWait, fetch_replies, fetch_status_rows
 
 log = logging.getLogger(__name__)
 
 
 class Waiter:
-    """One trigger's place in a poller: what it waits for, and the rows (or the error) of each round."""
+    """One trigger's place in a poller: what it waits for, and its share (or the error) of each round."""
 
-    def __init__(self, wait: StatusWait, interval: float) -> None:
+    def __init__(self, wait: Any, interval: float) -> None:
         self.wait = wait
         self.interval = interval
-        self.rounds: asyncio.Queue[dict[str, Any] | BaseException] = asyncio.Queue()
+        self.rounds: asyncio.Queue[Any] = asyncio.Queue()
 
 
-class StatusPoller:
-    _pollers: dict[tuple[int, str, str], StatusPoller] = {}
+class SharedPoller:
+    """The round loop shared by every kind of wait; a subclass says what one round reads and who gets what."""
 
-    def __init__(self, key: tuple[int, str, str], conn_id: str, sender: str) -> None:
+    _pollers: dict[tuple[type, int, str, str], SharedPoller] = {}
+
+    def __init__(self, key: tuple[type, int, str, str], conn_id: str, sender: str) -> None:
         self.key = key
         self.conn_id = conn_id
         self.sender = sender
@@ -51,9 +58,9 @@ class StatusPoller:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def join(cls, conn_id: str, sender: str, wait: StatusWait, interval: float) -> tuple[StatusPoller, Waiter]:
+    def join(cls, conn_id: str, sender: str, wait: Any, interval: float) -> tuple[SharedPoller, Waiter]:
         digits = sender_digits(sender, parameter="sender")
-        key = (id(asyncio.get_running_loop()), conn_id, digits)
+        key = (cls, id(asyncio.get_running_loop()), conn_id, digits)
         poller = cls._pollers.get(key)
         if poller is None:
             poller = cls._pollers[key] = cls(key, conn_id, digits)
@@ -75,9 +82,17 @@ class StatusPoller:
         if self._task is not None and not self._task.done() and self._task is not asyncio.current_task():
             self._task.cancel()
 
-    def _fetch(self, hook: Any, waiters: list[Waiter]) -> dict[str, dict[str, Any] | None]:
+    def _fetch(self, hook: Any, waiters: list[Waiter]) -> Any:
         hook.transport.new_unit_of_work()
-        return fetch_status_rows(hook, self.sender, [waiter.wait for waiter in waiters])
+        return self.read(hook, [waiter.wait for waiter in waiters])
+
+    def read(self, hook: Any, waits: list[Any]) -> Any:
+        """One round's reads for all ``waits`` (in a worker thread)."""
+        raise NotImplementedError
+
+    def share(self, data: Any, wait: Any) -> Any:
+        """What of a round's ``data`` goes to the trigger waiting for ``wait``."""
+        raise NotImplementedError
 
     async def _run(self) -> None:
         from airflow_provider_easify.hooks.easify import EasifyTriggerHook
@@ -109,7 +124,27 @@ class StatusPoller:
                 else:
                     self.rounds_done += 1
                     for waiter in waiters:
-                        waiter.rounds.put_nowait({sms_id: rows.get(sms_id) for sms_id in waiter.wait.sms_ids})
+                        waiter.rounds.put_nowait(self.share(rows, waiter.wait))
                 await asyncio.sleep(wait)
         finally:
             self._stop()
+
+
+class StatusPoller(SharedPoller):
+    """Answers status waits: the rows of every waited message, in as few reads as it takes."""
+
+    def read(self, hook: Any, waits: list[StatusWait]) -> dict[str, dict[str, Any] | None]:
+        return fetch_status_rows(hook, self.sender, waits)
+
+    def share(self, data: dict[str, Any], wait: StatusWait) -> dict[str, Any]:
+        return {sms_id: data.get(sms_id) for sms_id in wait.sms_ids}
+
+
+class ReplyPoller(SharedPoller):
+    """Answers reply waits on one account number: every awaited contact's new messages in one scan."""
+
+    def read(self, hook: Any, waits: list[ReplyWait]) -> dict[str, list[dict[str, Any]]]:
+        return fetch_replies(hook, self.sender, waits)
+
+    def share(self, data: dict[str, list[dict[str, Any]]], wait: ReplyWait) -> list[dict[str, Any]]:
+        return data.get(wait.receiver, [])

@@ -1,12 +1,13 @@
-"""Triggers that wait for an SMS to reach a status, or for a reply, polling Easify off the event loop.
+"""Triggers that wait for SMS to reach a status (one, or many), or for a reply, polling off the event loop.
 
-Each poll runs the (synchronous) hook in a worker thread, so the triggerer's event loop never
-waits on HTTP; every wait is ``asyncio.sleep`` on the loop, where a cancelled trigger stops at once:
-the waits between polls, 429s, and the wait for the token's read budget (the poll's thread reserves
-the slot and returns at once, :class:`~..transport.PacingDeferred`; the poll is repeated when the slot
-opens, so a thousand waiting triggers hold no thread). Requests are tried once
-(:class:`EasifyTriggerHook`): the trigger's own loop retries transient failures (5xx, timeouts,
-dropped connections) and waits out 429s.
+The waiting triggers of one connection and sender share a poller (:mod:`.coalesce`): one read a round
+answers them all. Each round runs the (synchronous) hook in a worker thread, so the triggerer's event
+loop never waits on HTTP; every wait is ``asyncio.sleep`` on the loop, where a cancelled trigger stops
+at once: the waits between rounds, 429s, and the wait for the token's read budget (the round's thread
+reserves the slot and returns at once, :class:`~..transport.PacingDeferred`; the round is repeated when
+the slot opens, so a thousand waiting triggers hold no thread). Requests are tried once
+(:class:`~..hooks.easify.EasifyTriggerHook`): the poller retries transient failures (5xx, timeouts,
+dropped connections) at the next round and waits out 429s.
 A trigger ends with exactly one event:
 
 - ``{"status": "success", ...}``: the wait is over (``sms_status`` or ``reply``);
@@ -21,23 +22,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
-from functools import cached_property
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_easify.exceptions import EasifyApiError, EasifyError, EasifyRateLimitError
-from airflow_provider_easify.hooks.easify import EasifyTriggerHook
-from airflow_provider_easify.transport import PacingDeferred
+from airflow_provider_easify.exceptions import EasifyError
 from airflow_provider_easify.utils.phone import mask_phone, parse_phone_number
 from airflow_provider_easify.utils.waiting import (
+    ReplyWait,
     StatusWait,
     bulk_event,
     compile_reply_pattern,
     error_event,
     pending_count,
-    reply_matches,
-    reply_result,
+    reply_event,
     status_event,
 )
 
@@ -45,7 +43,7 @@ from airflow_provider_easify.utils.waiting import (
 
 
 class _EasifyPollingTrigger(BaseTrigger):
-    """Polls until :meth:`_poll` returns an event or ``deadline`` (epoch seconds) passes."""
+    """What the waiting triggers share: the poll interval, the deadline (epoch seconds), the connection."""
 
     def __init__(
         self, *, poke_interval: float, deadline: float | None, easify_conn_id: str, not_before: float | None = None
@@ -57,80 +55,37 @@ class _EasifyPollingTrigger(BaseTrigger):
         #: Epoch seconds before which the first poll waits (the sensor has just checked).
         self.not_before = None if not_before is None else float(not_before)
 
-    @cached_property
-    def hook(self) -> EasifyTriggerHook:
-        return EasifyTriggerHook(easify_conn_id=self.easify_conn_id)
-
-    def _poll_once(self) -> dict[str, Any] | None:
-        self.hook.transport.new_unit_of_work()
-        return self._poll()
-
-    def _poll(self) -> dict[str, Any] | None:
-        """One check, run in a worker thread: the final event, or None to keep waiting."""
-        raise NotImplementedError
-
     def _timeout_event(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        if self.not_before is not None:
-            first_poll = self.not_before if self.deadline is None else min(self.not_before, self.deadline)
-            await asyncio.sleep(max(0.0, first_poll - time.time()))
-        while True:
-            wait = self.poke_interval
-            try:
-                event = await asyncio.to_thread(self._poll_once)
-            except PacingDeferred as deferred:
-                wait = deferred.delay  # the slot is reserved: poll again the moment it opens
-            except EasifyRateLimitError as exc:
-                wait = max(exc.retry_after, self.poke_interval)
-                self.log.warning("Easify rate limit reached; next poll in %g s", wait)
-            except EasifyApiError as exc:
-                if not exc.retryable:
-                    yield TriggerEvent(error_event(exc))
-                    return
-                self.log.warning("Easify poll failed (%s); next poll in %g s", exc, wait)
-            except Exception as exc:  # anything else ends the wait with its reason rather than a dead trigger
-                self.log.exception("Easify poll failed")
-                yield TriggerEvent(error_event(exc))
-                return
-            else:
-                if event is not None:
-                    yield TriggerEvent(event)
-                    return
-            if self.deadline is not None:
-                remaining = self.deadline - time.time()
-                if remaining <= 0:
-                    yield TriggerEvent(self._timeout_event())
-                    return
-                wait = min(wait, remaining)
-            await asyncio.sleep(wait)
 
-
-class _CoalescedStatusTrigger(_EasifyPollingTrigger):
-    """Waits through the shared :class:`~.coalesce.StatusPoller` of its connection and sender."""
+class _CoalescedTrigger(_EasifyPollingTrigger):
+    """Waits through the shared poller (:mod:`.coalesce`) of its kind, connection and sender."""
 
     sender: str
+    poller = "StatusPoller"
 
-    def _status_wait(self) -> StatusWait:
+    def _wait(self) -> Any:
+        """What this trigger waits for, checked before it joins (a bad argument ends this wait only)."""
         raise NotImplementedError
 
-    def _on_round(self, rows: dict[str, Any]) -> dict[str, Any] | None:
+    def _on_round(self, rows: Any) -> dict[str, Any] | None:
         """This trigger's verdict on one round's rows: the final event, or None to keep waiting."""
         raise NotImplementedError
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_provider_easify.triggers.coalesce import StatusPoller
+        from airflow_provider_easify.triggers import coalesce
 
         if self.not_before is not None:
             first_poll = self.not_before if self.deadline is None else min(self.not_before, self.deadline)
             await asyncio.sleep(max(0.0, first_poll - time.time()))
         try:
-            wait = self._status_wait()
+            wait = self._wait()
         except EasifyError as exc:  # a bad argument ends this wait only
             yield TriggerEvent(error_event(exc))
             return
-        poller, waiter = StatusPoller.join(self.easify_conn_id, self.sender, wait, self.poke_interval)
+        poller_class = getattr(coalesce, self.poller)
+        poller, waiter = poller_class.join(self.easify_conn_id, self.sender, wait, self.poke_interval)
         try:
             while True:
                 remaining = None if self.deadline is None else self.deadline - time.time()
@@ -152,7 +107,7 @@ class _CoalescedStatusTrigger(_EasifyPollingTrigger):
             poller.leave(waiter)
 
 
-class EasifySmsStatusTrigger(_CoalescedStatusTrigger):
+class EasifySmsStatusTrigger(_CoalescedTrigger):
     """
     Wait until a sent message reaches one of ``target_statuses`` or ``failure_statuses``.
 
@@ -216,7 +171,7 @@ class EasifySmsStatusTrigger(_CoalescedStatusTrigger):
             },
         )
 
-    def _status_wait(self) -> StatusWait:
+    def _wait(self) -> StatusWait:
         receiver = parse_phone_number(self.receiver, self.country_code, parameter="receiver").e164
         return StatusWait((self.sms_id,), receiver=receiver, since=self.since)
 
@@ -232,7 +187,7 @@ class EasifySmsStatusTrigger(_CoalescedStatusTrigger):
         return {"status": "timeout", "sms_status": self.last_status}
 
 
-class EasifyBulkSmsStatusTrigger(_CoalescedStatusTrigger):
+class EasifyBulkSmsStatusTrigger(_CoalescedTrigger):
     """
     Wait until every one of many messages sent from ``sender`` has a final status (target or failure).
 
@@ -284,7 +239,7 @@ class EasifyBulkSmsStatusTrigger(_CoalescedStatusTrigger):
             },
         )
 
-    def _status_wait(self) -> StatusWait:
+    def _wait(self) -> StatusWait:
         return StatusWait(tuple(self.sms_ids), since=self.since)
 
     def _on_round(self, rows: dict[str, Any]) -> dict[str, Any] | None:
@@ -300,7 +255,7 @@ class EasifyBulkSmsStatusTrigger(_CoalescedStatusTrigger):
         return {"status": "timeout", "statuses": self.statuses, "pending": pending}
 
 
-class EasifySmsReplyTrigger(_EasifyPollingTrigger):
+class EasifySmsReplyTrigger(_CoalescedTrigger):
     """
     Wait for an incoming message from ``receiver`` to ``sender`` newer than message ``after_id``.
 
@@ -358,18 +313,20 @@ class EasifySmsReplyTrigger(_EasifyPollingTrigger):
             },
         )
 
-    def _poll(self) -> dict[str, Any] | None:
-        replies = self.hook.get_replies(
-            self.sender, self.receiver, after_id=self.after_id, country_code=self.country_code
-        )
-        for row in replies:
-            if reply_matches(row, self.compiled_pattern):
-                self.log.info("Reply %s from %s received", row.get("id"), mask_phone(self.receiver))
-                return {"status": "success", "reply": reply_result(row)}
-            if row.get("id") not in self.ignored_reply_ids:
-                self.ignored_reply_ids.append(row.get("id"))
-                self.log.info("Reply %s does not match the pattern; still waiting", row.get("id"))
-        return None
+    poller = "ReplyPoller"
+
+    def _wait(self) -> ReplyWait:
+        receiver = parse_phone_number(self.receiver, self.country_code, parameter="receiver").e164
+        return ReplyWait(receiver, self.after_id)
+
+    def _on_round(self, rows: Any) -> dict[str, Any] | None:
+        ignored = len(self.ignored_reply_ids)
+        event = reply_event(rows, self.after_id, self.compiled_pattern, self.ignored_reply_ids)
+        for reply_id in self.ignored_reply_ids[ignored:]:
+            self.log.info("Reply %s does not match the pattern; still waiting", reply_id)
+        if event is not None:
+            self.log.info("Reply %s from %s received", event["reply"].get("id"), mask_phone(self.receiver))
+        return event
 
     def _timeout_event(self) -> dict[str, Any]:
         return {"status": "timeout", "after_id": self.after_id, "ignored_reply_ids": self.ignored_reply_ids}
