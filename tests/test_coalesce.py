@@ -35,12 +35,12 @@ def _send_many(hook, count: int, start: int = 0) -> list[tuple[str, str]]:
 
 
 def test_many_status_triggers_share_one_read_a_round(make_hook, sandbox):
-    sandbox.configure(send_limit=0, read_limit=0, pending_seconds=0.5, delivered_seconds=1.0)
+    sandbox.configure(send_limit=0, read_limit=0, pending_seconds=1.5, delivered_seconds=2.5)
     hook = make_hook()
-    sent = _send_many(hook, 40)
+    sent = _send_many(hook, 300)
     triggers = [
         EasifySmsStatusTrigger(sms_id=sms_id, sender=SENDER, receiver=to, poke_interval=0.25,
-                               deadline=time.time() + 30, easify_conn_id=hook.easify_conn_id)
+                               deadline=time.time() + 60, easify_conn_id=hook.easify_conn_id)
         for sms_id, to in sent
     ]
 
@@ -53,7 +53,7 @@ def test_many_status_triggers_share_one_read_a_round(make_hook, sandbox):
     assert all(e == {"status": "success", "sms_status": "Delivered"} for e in events)
     rounds = reads(sandbox, "report") - before_report
     assert reads(sandbox, "chat-history") == before_history, "K > 1 waits are answered from the report"
-    assert 2 <= rounds <= 12, f"{rounds} reads for 40 waits over about 1 s of polling (one poller, not 40)"
+    assert 2 <= rounds <= 20, f"{rounds} reads for 300 waits over about 1 s of polling (one poller, not 300)"
     assert left == {}, "the poller stopped when nobody waited"
 
 
@@ -116,8 +116,8 @@ def _sensor(hook, messages, **kwargs):
     from airflow_provider_easify.sensors.sms import EasifyBulkSmsStatusSensor
 
     return EasifyBulkSmsStatusSensor(
-        task_id="delivered", messages=messages, sender=SENDER, poke_interval=0.2, deferrable=False,
-        easify_conn_id=hook.easify_conn_id, **kwargs,
+        **{"task_id": "delivered", "messages": messages, "sender": SENDER, "poke_interval": 0.2,
+           "deferrable": False, "easify_conn_id": hook.easify_conn_id, **kwargs},
     )
 
 
@@ -156,11 +156,14 @@ def test_bulk_sensor_refuses_bad_messages_before_any_request(make_hook, sandbox)
     from airflow_provider_easify.exceptions import EasifyInvalidParameterError
 
     hook = make_hook()
-    for bad in ({"nothing": 1}, ["12", "x"], 5):
+    for bad in ({"nothing": 1}, ["12", "x"], 5, [], {"sent": {}}):
         with pytest.raises(AirflowFailException, match="messages"):
             _sensor(hook, bad, timeout=5).execute({})
-    with pytest.raises(EasifyInvalidParameterError, match="max_failure_ratio"):
-        _sensor(hook, ["1"], max_failure_ratio=2)
+    with pytest.raises(AirflowFailException, match="sender"):
+        _sensor(hook, ["1"], timeout=5, **{"sender": "12"}).execute({})
+    for ratio in (2, -0.1, "half", True):
+        with pytest.raises(EasifyInvalidParameterError, match="max_failure_ratio"):
+            _sensor(hook, ["1"], max_failure_ratio=ratio)
     assert sandbox.stats()["total"] == 0
 
 

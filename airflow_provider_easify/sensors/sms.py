@@ -404,8 +404,6 @@ class EasifyBulkSmsStatusSensor(EasifyWaitSensor):
         return super().execute(context)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        if not self._sms_ids:
-            return PokeReturnValue(is_done=True, xcom_value=self._on_event({"status": "success", "statuses": {}}))
         try:
             rows = fetch_status_rows(self.hook, self.sender, [StatusWait(self._sms_ids, since=self.since)])
         except EasifyApiError as exc:
@@ -478,4 +476,6 @@ def _sms_ids_of(messages: Any) -> tuple[str, ...]:
         if not text.isdigit():
             raise EasifyInvalidParameterError("messages", sms_id, "each sms id must be digits")
         ids.append(text)
+    if not ids:
+        raise EasifyInvalidParameterError("messages", messages, "no sms id to wait for (nothing was sent)")
     return tuple(dict.fromkeys(ids))
