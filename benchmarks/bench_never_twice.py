@@ -26,21 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
 
-READINGS = {
-    "laravel-defaults": {},
-    "no-trimming": {"trim_strings": False},
-    "newlines-normalised": {"normalize_newlines": True},
-    "history-oldest-first": {"history_order": "oldest_first"},
-    "history-shuffled": {"history_order": "shuffled"},
-    "late-visibility": {"visibility_delay_seconds": 1.5},
-    "fewer-rows-than-asked": {"max_page_size": 3},
-}
-FAULTS = [
-    {"endpoint": "send", "kind": "recorded_502", "probability": 0.15},
-    {"endpoint": "send", "kind": "recorded_drop", "probability": 0.1},
-    {"endpoint": "send", "kind": "malformed", "probability": 0.05},
-    {"endpoint": "send", "kind": "http_error", "status": 502, "body": "html", "probability": 0.1},
-]
+from airflow_provider_easify.sandbox.readings import READINGS, SEND_FAULTS, settle_seconds
+
 TEXTS = ("  Your code is 1234  ", "Line one\r\nLine two\r\n", "Reminder", "\tTab first", "Plain")
 
 
@@ -53,7 +40,7 @@ def run_reading(sandbox: Any, name: str, changes: dict[str, Any], sends: list[tu
     from airflow_provider_easify.hooks.easify import EasifyHook
 
     sandbox.configure(send_limit=0, read_limit=0, pending_seconds=0.2, delivered_seconds=0.4, **changes)
-    settle = 2.5 if "visibility_delay_seconds" in changes else 0.5
+    settle = settle_seconds(changes)
     conn_id = common.use_connection(
         f"easify_bench_once_{name.replace('-', '_')}", sandbox.api_url,
         {"send_per_minute": 0, "read_per_minute": 0, "max_retries": 8, "backoff_base": 0.01, "backoff_max": 0.05,
@@ -61,7 +48,7 @@ def run_reading(sandbox: Any, name: str, changes: dict[str, Any], sends: list[tu
         token=sandbox.token,
     )
     hook = EasifyHook(easify_conn_id=conn_id)
-    sandbox.add_faults(FAULTS)
+    sandbox.add_faults(SEND_FAULTS)
     started = time.perf_counter()
     returned = [hook.send_sms(common.SENDER, to, text) for to, text in sends]
     seconds = time.perf_counter() - started

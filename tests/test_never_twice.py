@@ -12,24 +12,9 @@ import collections
 
 import pytest
 
+from airflow_provider_easify.sandbox.readings import READINGS, SEND_FAULTS, settle_seconds
+
 SENDER = "+13155550100"
-
-READINGS = {
-    "laravel-defaults": {},
-    "no-trimming": {"trim_strings": False},
-    "newlines-normalised": {"normalize_newlines": True},
-    "history-oldest-first": {"history_order": "oldest_first"},
-    "history-shuffled": {"history_order": "shuffled"},
-    "late-visibility": {"visibility_delay_seconds": 1.5},
-    "fewer-rows-than-asked": {"max_page_size": 3},
-}
-
-FAULTS = [
-    {"endpoint": "send", "kind": "recorded_502", "probability": 0.2},
-    {"endpoint": "send", "kind": "recorded_drop", "probability": 0.1},
-    {"endpoint": "send", "kind": "malformed", "probability": 0.1},
-    {"endpoint": "send", "kind": "http_error", "status": 502, "body": "html", "probability": 0.15},
-]
 
 #: (recipient, text): repeated pairs are separate messages; texts carry whitespace and CRLF line endings.
 SENDS = [
@@ -55,9 +40,8 @@ SENDS = [
 @pytest.mark.parametrize("reading", list(READINGS), ids=list(READINGS))
 def test_every_send_exactly_once_under_each_reading(make_hook, sandbox, reading):
     sandbox.configure(send_limit=0, read_limit=0, **READINGS[reading])
-    settle = 2.5 if "visibility_delay_seconds" in READINGS[reading] else 0.5
-    hook = make_hook(max_retries=8, send_settle_seconds=settle, timeout=5)
-    sandbox.add_faults(FAULTS)
+    hook = make_hook(max_retries=8, send_settle_seconds=settle_seconds(READINGS[reading]), timeout=5)
+    sandbox.add_faults(SEND_FAULTS)
     returned = [hook.send_sms(SENDER, to, text) for to, text in SENDS]
     sandbox.clear_faults()
 

@@ -41,9 +41,21 @@ from airflow_provider_easify.utils.waiting import (
 
 # ---------------------------------------------------------------------- triggers
 
+#: The arguments every waiting trigger has.
+_WAITING = ("poke_interval", "deadline", "easify_conn_id", "not_before")
+
 
 class _EasifyPollingTrigger(BaseTrigger):
     """What the waiting triggers share: the poll interval, the deadline (epoch seconds), the connection."""
+
+    #: The constructor arguments, as attributes of the same names: what ``serialize`` writes (JSON only).
+    serialized_fields: tuple[str, ...] = ()
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {name: getattr(self, name) for name in self.serialized_fields},
+        )
 
     def __init__(
         self, *, poke_interval: float, deadline: float | None, easify_conn_id: str, not_before: float | None = None
@@ -153,23 +165,9 @@ class EasifySmsStatusTrigger(_CoalescedTrigger):
         self.since = since
         self.last_status: str | None = None
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "sms_id": self.sms_id,
-                "sender": self.sender,
-                "receiver": self.receiver,
-                "country_code": self.country_code,
-                "target_statuses": self.target_statuses,
-                "failure_statuses": self.failure_statuses,
-                "poke_interval": self.poke_interval,
-                "deadline": self.deadline,
-                "easify_conn_id": self.easify_conn_id,
-                "not_before": self.not_before,
-                "since": self.since,
-            },
-        )
+    serialized_fields = (
+        "sms_id", "sender", "receiver", "country_code", "target_statuses", "failure_statuses", "since", *_WAITING
+    )
 
     def _wait(self) -> StatusWait:
         receiver = parse_phone_number(self.receiver, self.country_code, parameter="receiver").e164
@@ -223,21 +221,7 @@ class EasifyBulkSmsStatusTrigger(_CoalescedTrigger):
         self.since = since
         self.statuses: dict[str, str | None] = dict.fromkeys(self.sms_ids)
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "sms_ids": self.sms_ids,
-                "sender": self.sender,
-                "target_statuses": self.target_statuses,
-                "failure_statuses": self.failure_statuses,
-                "poke_interval": self.poke_interval,
-                "deadline": self.deadline,
-                "easify_conn_id": self.easify_conn_id,
-                "not_before": self.not_before,
-                "since": self.since,
-            },
-        )
+    serialized_fields = ("sms_ids", "sender", "target_statuses", "failure_statuses", "since", *_WAITING)
 
     def _wait(self) -> StatusWait:
         return StatusWait(tuple(self.sms_ids), since=self.since)
@@ -296,22 +280,7 @@ class EasifySmsReplyTrigger(_CoalescedTrigger):
         self.compiled_pattern = compile_reply_pattern(pattern, self.ignore_case)
         self.ignored_reply_ids: list[Any] = []
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "sender": self.sender,
-                "receiver": self.receiver,
-                "after_id": self.after_id,
-                "country_code": self.country_code,
-                "pattern": self.pattern,
-                "ignore_case": self.ignore_case,
-                "poke_interval": self.poke_interval,
-                "deadline": self.deadline,
-                "easify_conn_id": self.easify_conn_id,
-                "not_before": self.not_before,
-            },
-        )
+    serialized_fields = ("sender", "receiver", "after_id", "country_code", "pattern", "ignore_case", *_WAITING)
 
     poller = "ReplyPoller"
 
