@@ -34,6 +34,7 @@ SCRIPTS = {
     "never_twice": "bench_never_twice.py",
     "wait": "bench_wait.py",
     "export": "bench_export.py",
+    "tracking": "bench_tracking.py",
 }
 TIMEOUT_SECONDS = {"full": 3 * 3600, "smoke": 600}
 

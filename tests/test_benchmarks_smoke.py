@@ -6,13 +6,14 @@ Times are never asserted (a shared CI machine makes them meaningless); counts th
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = {"parse", "pacing", "wait", "export", "hosts", "never_twice"}
+BENCHMARKS = {"parse", "pacing", "wait", "export", "hosts", "never_twice", "tracking"}
 
 
 def test_run_all_smoke_mode_runs_every_benchmark_and_writes_their_figures(tmp_path: Path) -> None:
@@ -77,3 +78,17 @@ def test_run_all_smoke_mode_runs_every_benchmark_and_writes_their_figures(tmp_pa
 
     export = latest["benchmarks"]["export"]["result"]
     assert {"throughput", "requests", "peak_rss"} <= set(export)
+
+    tracking = latest["benchmarks"]["tracking"]["result"]["details"]
+    assert set(tracking["polling"]["coalesced"]) == {"1", "10", "100"}
+    for waits, runs in tracking["polling"]["coalesced"].items():
+        for run in runs:  # K triggers, one poller: every wait resolved, reads per round within the bound
+            assert run["waits"] == run["resolved"] == int(waits) and run["outcomes"] == ["success"], (waits, run)
+            assert run["pollers"] == 1 and run["rounds"] >= 1, (waits, run)
+            assert run["reads_per_round"] <= run["bound"] == math.ceil(int(waits) / 1000) + 1, (waits, run)
+    for waits, runs in tracking["polling"]["per message"].items():
+        for run in runs:  # the previous version, cut off after a bounded time: it resolves what it read
+            assert 0 < run["resolved"] <= run["waits"] == int(waits) and run["reads"] >= run["polls"], (waits, run)
+    for page_size, readers in tracking["exports"]["pages"].items():
+        for name, reading in readers.items():  # one request per page, whoever reads
+            assert reading["requests"] == reading["minimum_requests"], (page_size, name, reading)
