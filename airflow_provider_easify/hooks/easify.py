@@ -61,8 +61,10 @@ class EasifyHook(ConversationQueries, TrackingQueries, BaseHook):
     (the zone of the API's ``created_at`` timestamps, default UTC), ``send_window_seconds`` (the length
     of the API's send-limit window, default 60, used to size bursts of deferrable bulk sends),
     ``max_rate_limit_wait`` (the longest one call waits for budget, pacing and 429s together, default
-    300 s) and ``pacing_redis_conn_id`` (an Airflow ``redis`` connection through which every host shares
-    the token's budget; without it each machine paces on its own).
+    300 s), ``send_settle_seconds`` (how long a recorded send may take to show in the report, default 5),
+    ``page_size`` (rows asked for per page, default 1000) and ``pacing_redis_conn_id`` (an Airflow
+    ``redis`` connection through which every host shares the token's budget; without it each machine
+    paces on its own). The form fields and checks of every extra: :mod:`.connection_fields`.
 
     :param easify_conn_id: The Airflow connection to use.
     """
