@@ -31,7 +31,12 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_easify.operators.sms"]}
         ],
-        "sensors": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_easify.sensors.sms"]}],
+        "sensors": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_provider_easify.sensors.sms", "airflow_provider_easify.sensors.bulk"],
+            }
+        ],
         "triggers": [
             {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_easify.triggers.sms"]}
         ],

@@ -122,26 +122,6 @@ def report_windows(first: dt.date, last: dt.date) -> list[tuple[dt.date, dt.date
     return windows(first, last)
 
 
-def bare_requests_loop(api_url: str, first: dt.date, last: dt.date) -> int:
-    """The floor: plain ``requests`` over the same windows and pages, each page's JSON decoded."""
-    import requests
-
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {common.TOKEN}"
-    rows = 0
-    for start, end in report_windows(first, last):
-        page = 1
-        while True:
-            params = {"from_date": start.isoformat(), "to_date": end.isoformat(), "order": "asc",
-                      "limit": PAGE_SIZE, "page": page}
-            body = session.get(f"{api_url}/sms/report", params=params, timeout=120).json()
-            rows += len(body["data"])
-            if not body["links"]["next"]:
-                break
-            page += 1
-    return rows
-
-
 def hand_written_export(api_url: str, first: dt.date, last: dt.date, workdir: str) -> int:
     """What a user would write instead of the operator: the bare loop, csv.DictWriter, one upload."""
     import csv
@@ -318,7 +298,7 @@ def run(smoke: bool, runs: int, workdir: str) -> dict[str, Any]:
 
         throughput = interleaved(
             {
-                BARE: lambda: bare_requests_loop(sandbox.api_url, t_first, t_last),
+                BARE: lambda: common.bare_report_loop(sandbox.api_url, t_first, t_last, PAGE_SIZE),
                 HOOK: lambda: hook_iterator(t_first, t_last),
                 OPERATOR: lambda: s3_operator(t_first, t_last),
                 HAND_WRITTEN: lambda: hand_written_export(sandbox.api_url, t_first, t_last, workdir),
@@ -337,7 +317,7 @@ def run(smoke: bool, runs: int, workdir: str) -> dict[str, Any]:
         client.generate_report(l_first, l_last, sizes["latency_rows"] // THROUGHPUT_DAYS)
         client.add_fault("report", "slow", probability=1.0, delay=LATENCY_SECONDS)
         with_latency = interleaved(
-            {BARE: lambda: bare_requests_loop(sandbox.api_url, l_first, l_last),
+            {BARE: lambda: common.bare_report_loop(sandbox.api_url, l_first, l_last, PAGE_SIZE),
              OPERATOR: lambda: s3_operator(l_first, l_last)},
             runs,
             client,

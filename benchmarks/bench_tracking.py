@@ -274,29 +274,6 @@ def measure_polling(
 # ---------------------------------------------------------------------- exports
 
 
-def bare_requests_loop(api_url: str, first: dt.date, last: dt.date, page_size: int) -> int:
-    """The floor: the same pages with plain ``requests``, decoding the JSON (as bench_export.py's loop)."""
-    import requests
-
-    from airflow_provider_easify.utils.dates import report_windows
-
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {common.TOKEN}"
-    rows = 0
-    for start, end in report_windows(first, last):
-        page = 1
-        while True:
-            params = {"from_date": start.isoformat(), "to_date": end.isoformat(), "order": "asc",
-                      "limit": page_size, "page": page}
-            body = session.get(f"{api_url}/sms/report", params=params, timeout=120).json()
-            rows += len(body["data"])
-            if not body["links"]["next"]:
-                break
-            page += 1
-    session.close()
-    return rows
-
-
 def hook_iterator(first: dt.date, last: dt.date, page_size: int | None) -> int:
     from airflow_provider_easify.hooks.easify import EasifyHook
 
@@ -319,9 +296,11 @@ def measure_exports(workdir: str, rows: int, runs: int) -> dict[str, Any]:
         default_page = EasifyHook(easify_conn_id=EXPORT_CONN).settings.page_size
         client.generate_report(first, last, per_day, clear=True)
         readers: dict[tuple[str, int], Callable[[], int]] = {
-            (BARE, PAGE_SIZE): lambda: bare_requests_loop(sandbox.api_url, first, last, PAGE_SIZE),
+            (BARE, PAGE_SIZE): lambda: common.bare_report_loop(sandbox.api_url, first, last, PAGE_SIZE),
             (HOOK, PAGE_SIZE): lambda: hook_iterator(first, last, None),  # the default page size
-            (BARE, PREVIOUS_PAGE_SIZE): lambda: bare_requests_loop(sandbox.api_url, first, last, PREVIOUS_PAGE_SIZE),
+            (BARE, PREVIOUS_PAGE_SIZE): lambda: common.bare_report_loop(
+                sandbox.api_url, first, last, PREVIOUS_PAGE_SIZE
+            ),
             (HOOK, PREVIOUS_PAGE_SIZE): lambda: hook_iterator(first, last, PREVIOUS_PAGE_SIZE),
         }
         cpu: dict[tuple[str, int], list[float]] = {key: [] for key in readers}

@@ -299,3 +299,27 @@ def requests_since(before: dict[str, Any], after: dict[str, Any], endpoint: str 
     if endpoint is None:
         return int(after["total"]) - int(before["total"])
     return int(after["by_endpoint"].get(endpoint, 0)) - int(before["by_endpoint"].get(endpoint, 0))
+
+
+def bare_report_loop(api_url: str, first: dt.date, last: dt.date, page_size: int) -> int:
+    """The floor of every report read: plain ``requests`` over the same windows and pages, each page's JSON
+    decoded; returns the rows read."""
+    import requests
+
+    from airflow_provider_easify.utils.dates import report_windows
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {TOKEN}"
+    rows = 0
+    for start, end in report_windows(first, last):
+        page = 1
+        while True:
+            params = {"from_date": start.isoformat(), "to_date": end.isoformat(), "order": "asc",
+                      "limit": page_size, "page": page}
+            body = session.get(f"{api_url}/sms/report", params=params, timeout=120).json()
+            rows += len(body["data"])
+            if not body["links"]["next"]:
+                break
+            page += 1
+    session.close()
+    return rows
