@@ -83,13 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     sends = planned_sends(16 if args.smoke else 100)
     with tempfile.TemporaryDirectory(prefix="easify-bench-once-") as workdir:
         common.prepare_environment(workdir)
-        from airflow_provider_easify.sandbox import EasifySandbox
+        from airflow_provider_easify.sandbox import EasifySandbox, SandboxConfig
 
         results: dict[str, list[dict[str, Any]]] = {}
         for name, changes in READINGS.items():
-            for _ in range(runs):
-                # A fresh server each time: ids never repeat on a real one, and the hook relies on it.
-                with EasifySandbox() as sandbox:
+            for run in range(runs):
+                # A fresh server each time (ids never repeat on a real one, and the hook relies on it),
+                # with its own seed, so that each run draws its faults on other sends.
+                with EasifySandbox(config=SandboxConfig(seed=7 + run)) as sandbox:
                     results.setdefault(name, []).append(run_reading(sandbox, name, changes, sends))
 
     rows, figures = [], []
