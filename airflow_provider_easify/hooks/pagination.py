@@ -48,27 +48,48 @@ def paginate(
             limit = smaller
             continue
         rows = body.get("data") or []
-        current_ids = set()
-        for row in rows:
-            row_id = row.get("id")
-            current_ids.add(row_id)
-            key = sort_key(row) if sort_key is not None else None
-            if key is None:
-                if row_id is None or row_id not in previous_ids:
-                    yield row
-                continue
-            if boundary is not None:
-                passed = key > boundary if descending else key < boundary
-                if passed or (key == boundary and row_id in boundary_ids):
-                    continue
-            if key != boundary:
-                boundary, boundary_ids = key, set()
-            boundary_ids.add(row_id)
-            yield row
+        # Repeats can only open a page (the listing is sorted): skip them, then the rest is new.
+        start = 0
+        while start < len(rows) and _seen(rows[start], sort_key, descending, boundary, boundary_ids, previous_ids):
+            start += 1
+        yield from rows[start:]
         if not rows or not has_next_page(body, page):
             return
-        previous_ids = current_ids
+        if start < len(rows):  # the boundary is the last row yielded; a page of repeats leaves it
+            end, end_ids = _page_end(rows[start:], sort_key)
+            boundary, boundary_ids = end, (boundary_ids | end_ids if end == boundary else end_ids)
+        previous_ids = {row.get("id") for row in rows}
         page += 1
+
+
+def _seen(
+    row: dict[str, Any],
+    sort_key: SortKey | None,
+    descending: bool,
+    boundary: Any,
+    boundary_ids: set[Any],
+    previous_ids: set[Any],
+) -> bool:
+    """Whether a row at the top of a page was yielded already (or arrived behind the read)."""
+    key = sort_key(row) if sort_key is not None and boundary is not None else None
+    if key is None:
+        return row.get("id") is not None and row.get("id") in previous_ids
+    if key == boundary:
+        return row.get("id") in boundary_ids
+    return key > boundary if descending else key < boundary
+
+
+def _page_end(rows: list[dict[str, Any]], sort_key: SortKey | None) -> tuple[Any, set[Any]]:
+    """The sort key of a page's last row, and the ids of the rows at its end that share it."""
+    last = sort_key(rows[-1]) if sort_key is not None else None
+    if last is None:
+        return None, set()
+    ids = set()
+    for row in reversed(rows):
+        if sort_key is not None and sort_key(row) != last:
+            break
+        ids.add(row.get("id"))
+    return last, ids
 
 
 def has_next_page(body: dict[str, Any], page: int) -> bool:
