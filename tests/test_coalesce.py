@@ -161,6 +161,8 @@ def test_bulk_sensor_refuses_bad_messages_before_any_request(make_hook, sandbox)
             _sensor(hook, bad, timeout=5).execute({})
     with pytest.raises(AirflowFailException, match="sender"):
         _sensor(hook, ["1"], timeout=5, **{"sender": "12"}).execute({})
+    with pytest.raises(EasifyInvalidParameterError, match="failure_statuses"):
+        _sensor(hook, ["1"], failure_statuses=["Delivered"])
     for ratio in (2, -0.1, "half", True):
         with pytest.raises(EasifyInvalidParameterError, match="max_failure_ratio"):
             _sensor(hook, ["1"], max_failure_ratio=ratio)

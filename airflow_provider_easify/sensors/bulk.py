@@ -26,8 +26,8 @@ from airflow_provider_easify.utils.waiting import (
     StatusWait,
     bulk_event,
     fetch_status_rows,
-    normalize_statuses,
     pending_count,
+    wait_statuses,
 )
 
 if TYPE_CHECKING:
@@ -89,10 +89,7 @@ class EasifyBulkSmsStatusSensor(EasifyWaitSensor):
         self.messages = messages
         self.sender = sender
         self.since = since
-        self.target_statuses = normalize_statuses(target_statuses, "target_statuses")
-        self.failure_statuses = normalize_statuses(failure_statuses, "failure_statuses")
-        if not self.target_statuses:
-            raise EasifyInvalidParameterError("target_statuses", target_statuses, "at least one status is required")
+        self.target_statuses, self.failure_statuses = wait_statuses(target_statuses, failure_statuses)
         if isinstance(max_failure_ratio, bool) or not isinstance(max_failure_ratio, (int, float)) or not (
             0 <= max_failure_ratio <= 1
         ):

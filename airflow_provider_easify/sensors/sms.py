@@ -35,9 +35,9 @@ from airflow_provider_easify.utils.waiting import (
     compile_reply_pattern,
     fetch_replies,
     fetch_status_rows,
-    normalize_statuses,
     reply_event,
     status_event,
+    wait_statuses,
 )
 
 if TYPE_CHECKING:
@@ -94,15 +94,7 @@ class EasifySmsStatusSensor(EasifyWaitSensor):
         self.sender = sender
         self.receiver = receiver
         self.country_code = country_code
-        self.target_statuses = normalize_statuses(target_statuses, "target_statuses")
-        self.failure_statuses = normalize_statuses(failure_statuses, "failure_statuses")
-        if not self.target_statuses:
-            raise EasifyInvalidParameterError("target_statuses", target_statuses, "at least one status is required")
-        overlap = set(self.target_statuses) & set(self.failure_statuses)
-        if overlap:
-            raise EasifyInvalidParameterError(
-                "failure_statuses", failure_statuses, f"must not repeat a target status ({', '.join(sorted(overlap))})"
-            )
+        self.target_statuses, self.failure_statuses = wait_statuses(target_statuses, failure_statuses)
         self._last_status: str | None = None
 
     def _check_arguments(self) -> None:

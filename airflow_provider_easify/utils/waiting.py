@@ -29,6 +29,22 @@ def normalize_statuses(statuses: str | Iterable[str], parameter: str) -> tuple[s
     return tuple(dict.fromkeys(normalized))
 
 
+def wait_statuses(
+    target_statuses: str | Iterable[str], failure_statuses: str | Iterable[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The target and failure statuses of a wait, checked: at least one target, none of them a failure."""
+    targets = normalize_statuses(target_statuses, "target_statuses")
+    failures = normalize_statuses(failure_statuses, "failure_statuses")
+    if not targets:
+        raise EasifyInvalidParameterError("target_statuses", target_statuses, "at least one status is required")
+    overlap = set(targets) & set(failures)
+    if overlap:
+        raise EasifyInvalidParameterError(
+            "failure_statuses", failure_statuses, f"must not repeat a target status ({', '.join(sorted(overlap))})"
+        )
+    return targets, failures
+
+
 def status_outcome(status: str | None, target_statuses: Sequence[str], failure_statuses: Sequence[str]) -> str | None:
     """``"success"`` for a target status, ``"failure"`` for a failure status, else None (keep waiting)."""
     if status is None:
