@@ -32,13 +32,13 @@ class TrackingQueries:
     def iter_recent_report(
         self,
         *,
-        sender: str,
+        sender: str | None,
         receiver: str | None = None,
         since: str | dt.date | dt.datetime | None = None,
         page_size: int | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """The report rows of ``sender`` (and ``receiver``) from ``since`` (default yesterday) through
-        tomorrow, newest first, read page by page as they are used.
+        """The report rows of ``sender`` (and ``receiver``; ``sender=None``: the whole account) from ``since``
+        (default yesterday) through tomorrow, newest first, read page by page as they are used.
 
         The days are the connection's ``timezone``; tomorrow is included so that a zone a few hours off
         still sees today's messages, and dropped for a server that refuses a date in the future.

@@ -17,6 +17,9 @@ A trigger that ends or is cancelled leaves; the poller stops when nobody waits. 
 delays the next round; an error no wait can fix (authentication, plan, payment) ends every wait with it.
 A bad argument or a deadline belongs to one trigger and never ends another's wait.
 
+Inbound-SMS watchers of one connection share an :class:`InboundPoller`: one scan of the account's SMS
+report a round, as deep as the watcher furthest behind needs; each watcher keeps its own cursor.
+
 Airflow 3.3's shared streams (``BaseEventTrigger.shared_stream_key``) serve asset watchers, not task
 deferral, so this coalescing is our own: plain asyncio in the triggerer's loop, which works on 2.11 too.
 """
@@ -29,6 +32,7 @@ from typing import Any
 
 from airflow_provider_easify.exceptions import EasifyApiError, EasifyRateLimitError
 from airflow_provider_easify.transport import PacingDeferred
+from airflow_provider_easify.utils.inbound import InboundCursor, InboundScan, scan_incoming
 from airflow_provider_easify.utils.phone import sender_digits
 from airflow_provider_easify.utils.waiting import ReplyWait, StatusWait, fetch_replies, fetch_status_rows
 
@@ -59,7 +63,7 @@ class SharedPoller:
 
     @classmethod
     def join(cls, conn_id: str, sender: str, wait: Any, interval: float) -> tuple[SharedPoller, Waiter]:
-        digits = sender_digits(sender, parameter="sender")
+        digits = sender_digits(sender, parameter="sender") if sender else ""  # "": the whole account
         key = (cls, id(asyncio.get_running_loop()), conn_id, digits)
         poller = cls._pollers.get(key)
         if poller is None:
@@ -148,3 +152,13 @@ class ReplyPoller(SharedPoller):
 
     def share(self, data: dict[str, list[dict[str, Any]]], wait: ReplyWait) -> list[dict[str, Any]]:
         return data.get(wait.receiver, [])
+
+
+class InboundPoller(SharedPoller):
+    """Answers inbound-SMS watchers of one connection: the account's new rows, read once for all of them."""
+
+    def read(self, hook: Any, waits: list[InboundCursor]) -> InboundScan:
+        return scan_incoming(hook, waits, timezone=hook.settings.server_timezone)
+
+    def share(self, data: InboundScan, wait: InboundCursor) -> InboundScan:
+        return data
