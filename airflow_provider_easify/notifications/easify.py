@@ -15,6 +15,8 @@ from airflow_provider_easify.utils.phone import mask_phone
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+#: The default text for a human-in-the-loop task's notifiers: the question and where to answer it.
+HITL_MESSAGE = "Airflow needs your answer: {{ easify_hitl_subject }} {{ easify_hitl_link }}"
 DEFAULT_MESSAGE = (
     "Airflow: task {{ ti.task_id if ti else 'n/a' }} of DAG {{ dag.dag_id if dag else 'n/a' }} "
     "(run {{ run_id }}) is {{ easify_state }}."
@@ -28,7 +30,9 @@ class EasifySmsNotifier(BaseNotifier):
     :param from_number: One of the account's numbers. Templated.
     :param to_number: A number or a list of numbers (E.164, or national with ``country_code``). Templated.
     :param message: The text; templated with the callback's context. By default it names the DAG,
-        the task, the run and the state.
+        the task, the run and the state; in a human-in-the-loop task's ``notifiers=`` it is the
+        task's ``subject`` and the link to its Required Actions page (``easify_hitl_subject`` and
+        ``easify_hitl_link`` in the context).
     :param country_code: Country code for national numbers. Templated.
     :param easify_conn_id: The Easify connection.
     """
@@ -47,7 +51,7 @@ class EasifySmsNotifier(BaseNotifier):
         super().__init__(**kwargs)
         self.from_number = from_number
         self.to_number = to_number
-        self.message = message or DEFAULT_MESSAGE
+        self.message = message
         self.country_code = country_code
         self.easify_conn_id = easify_conn_id
 
@@ -55,6 +59,11 @@ class EasifySmsNotifier(BaseNotifier):
         # The state as plain text ("failed"), whatever enum type this Airflow version uses.
         state = getattr(context.get("ti"), "state", None)
         context["easify_state"] = str(getattr(state, "value", state) or "done")  # type: ignore[typeddict-unknown-key]
+        hitl = _hitl_request(context)
+        if hitl is not None:
+            context.update(hitl)  # type: ignore[typeddict-item]
+        if self.message is None:
+            self.message = HITL_MESSAGE if hitl is not None else DEFAULT_MESSAGE
         super().render_template_fields(context, jinja_env)
 
     def notify(self, context: Context) -> None:
@@ -76,3 +85,19 @@ class EasifySmsNotifier(BaseNotifier):
 
 
 send_easify_sms_notification = EasifySmsNotifier
+
+
+def _hitl_request(context: Context) -> dict[str, str] | None:
+    """The subject and Required Actions link when the task is a human-in-the-loop one (Airflow 3.1+)."""
+    try:
+        from airflow.providers.standard.operators.hitl import HITLOperator
+    except Exception:  # noqa: BLE001 - no human-in-the-loop on this Airflow
+        return None
+    task = context.get("task")
+    if not isinstance(task, HITLOperator):
+        return None
+    try:
+        link = HITLOperator.generate_link_to_ui_from_context(context=context)
+    except ValueError:  # no [api] base_url: the subject alone
+        link = ""
+    return {"easify_hitl_subject": str(task.subject), "easify_hitl_link": link}

@@ -118,13 +118,16 @@ class EasifyBulkSendSmsOperator(BaseOperator):
     never re-sends to a recipient an earlier try reached.
 
     Returns ``{"sent": {e164: sms_id}, "failed": {number: reason}, "duplicates": [e164, ...],
-    "total": n}``, where ``total`` counts distinct recipients.
+    "excluded": [e164, ...], "total": n}``, where ``total`` counts distinct recipients not excluded.
 
     :param from_number: One of the account's numbers. Templated.
     :param message: The text, a Jinja template rendered per recipient (``Hi {{ recipient.first_name }}``).
     :param recipients: Numbers, or dicts with ``to_number`` (or ``phone_number``) and any other fields,
         or a JSON string of those, or an XCom. Templated.
     :param group_id: Send to every contact of this Easify contact group instead. Templated.
+    :param exclude_numbers: Numbers never to message (an opt-out list): a list, or the JSON text of one
+        (``"{{ var.json.get('opt_outs', []) | tojson }}"``). Recipients among them are skipped and listed
+        under ``excluded`` in the result. Templated.
     :param country_code: Country code for national numbers without their own ``country_code``. Templated.
     :param media: An MMS attachment for every message (URL or local file). Templated.
     :param fail_on_invalid: Fail the task on the first invalid recipient instead of skipping it.
@@ -133,7 +136,9 @@ class EasifyBulkSendSmsOperator(BaseOperator):
     :param easify_conn_id: The Easify connection.
     """
 
-    template_fields: Sequence[str] = ("from_number", "message", "recipients", "group_id", "country_code", "media")
+    template_fields: Sequence[str] = (
+        "from_number", "message", "recipients", "group_id", "exclude_numbers", "country_code", "media",
+    )
     ui_color = "#e8f4fd"
 
     def __init__(
@@ -143,6 +148,7 @@ class EasifyBulkSendSmsOperator(BaseOperator):
         message: str,
         recipients: Any = None,
         group_id: int | str | None = None,
+        exclude_numbers: Any = None,
         country_code: str | None = None,
         media: str | None = None,
         fail_on_invalid: bool = False,
@@ -161,6 +167,7 @@ class EasifyBulkSendSmsOperator(BaseOperator):
         self._message_source = message
         self.recipients = recipients
         self.group_id = group_id
+        self.exclude_numbers = exclude_numbers
         self.country_code = country_code
         self.media = media
         self.fail_on_invalid = fail_on_invalid
@@ -189,11 +196,16 @@ class EasifyBulkSendSmsOperator(BaseOperator):
 
     def _run(self, context: Context, progress: dict[str, Any] | None, *, resumed: bool) -> dict[str, Any]:
         hook = EasifyHook(easify_conn_id=self.easify_conn_id)
-        summary = progress or {"sent": {}, "failed": {}, "duplicates": [], "total": 0}
+        summary = progress or {"sent": {}, "failed": {}, "duplicates": [], "excluded": [], "total": 0}
         self._carried_block = summary.pop("block", None)  # send slots reserved before the deferral
         try:
             sender = sender_digits(self.from_number, parameter="from_number")
+            excluded = self._excluded()
             targets, invalid, duplicates = self._recipients_of_this_try(hook, context, resumed=resumed)
+            summary["excluded"] = [phone.e164 for phone, _ in targets if phone.e164 in excluded]
+            targets = [(phone, fields) for phone, fields in targets if phone.e164 not in excluded]
+            if summary["excluded"]:
+                self.log.info("%d recipient(s) skipped: on exclude_numbers", len(summary["excluded"]))
             summary["failed"].update(invalid)
             summary["total"] = len(targets) + len(invalid)
             summary["duplicates"] = duplicates
@@ -331,6 +343,23 @@ class EasifyBulkSendSmsOperator(BaseOperator):
                 targets[phone.e164] = (phone, fields)
         return list(targets.values()), invalid, duplicates
 
+    def _excluded(self) -> set[str]:
+        """``exclude_numbers`` in E.164, checked before anything is sent (a bad entry fails the task)."""
+        numbers = self.exclude_numbers
+        if numbers is None or numbers == "":
+            return set()
+        if isinstance(numbers, str):
+            numbers = _parse_recipients(numbers, "exclude_numbers")
+        if isinstance(numbers, (Mapping, int)) or not isinstance(numbers, Iterable):
+            raise EasifyInvalidParameterError(
+                "exclude_numbers", type(numbers).__name__, "must be a list of phone numbers (or its JSON text)"
+            )
+        return {
+            parse_phone_number(n.get("to_number", "") if isinstance(n, Mapping) else n, self.country_code,
+                               parameter="exclude_numbers").e164
+            for n in numbers
+        }
+
     def _raw_recipients(self, hook: EasifyHook) -> Iterable[Any]:
         if self.group_id is not None:
             return hook.iter_contacts(group_id=int(self.group_id), order="asc")
@@ -362,7 +391,7 @@ class _RecipientStandIn:
         return "{{ " + self._path + " }}"
 
 
-def _parse_recipients(text: str) -> list[Any]:
+def _parse_recipients(text: str, parameter: str = "recipients") -> list[Any]:
     """A rendered ``recipients``: a JSON list, a Python list literal (what Jinja makes of an XCom) or
     comma-separated numbers."""
     text = text.strip()
@@ -378,7 +407,7 @@ def _parse_recipients(text: str) -> list[Any]:
         value = None
     if not isinstance(value, list):
         raise EasifyInvalidParameterError(
-            "recipients", f"<text of {len(text)} characters>",
+            parameter, f"<text of {len(text)} characters>",
             "a string must be a JSON list, a Python list literal (a rendered XCom) or comma-separated numbers",
         )
     return value
