@@ -29,8 +29,8 @@ with DAG(
 ):
     approve = EasifySmsApprovalOperator(
         task_id="approve_load",
-        subject="Load {{ data_interval_end | ds }} into the warehouse?",
-        body="The nightly extract for {{ data_interval_end | ds }} is ready and its checks passed.",
+        subject="Load {{ dag_run.run_after | ds }} into the warehouse?",
+        body="The nightly extract is ready and its checks passed.",
         from_number=SENDER,
         to_number="{{ params.approver }}",
         response_timeout=timedelta(hours=4),
