@@ -37,7 +37,7 @@ test-airflow3: venv
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-airflow2: venv-airflow2
-	$(VENV2)/bin/python -m pytest --ignore=tests/deployment $(PYTEST_ARGS)
+	$(VENV2)/bin/python -m pytest --ignore=tests/deployment --ignore=tests/airflow3 $(PYTEST_ARGS)
 
 test: lint test-airflow3 test-airflow2
 

@@ -29,7 +29,10 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "hooks": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_easify.hooks.easify"]}],
         "operators": [
-            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_easify.operators.sms"]}
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_provider_easify.operators.sms", "airflow_provider_easify.operators.hitl"],
+            }
         ],
         "sensors": [
             {
@@ -38,7 +41,14 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "triggers": [
-            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_easify.triggers.sms"]}
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [
+                    "airflow_provider_easify.triggers.sms",
+                    "airflow_provider_easify.triggers.inbound",
+                    "airflow_provider_easify.triggers.hitl",
+                ],
+            }
         ],
         "transfers": [
             {

@@ -408,3 +408,30 @@ def test_bulk_message_is_a_template_field_rendered_per_recipient_when_it_uses_re
         operator.render_template_fields({"params": {"n": 7}})
     assert plain.message == "Run 7"
     assert personal.message == "Hi {{ recipient.first_name }} 7", "what every recipient gets, their fields aside"
+
+
+def test_bulk_send_skips_exclude_numbers(make_hook, sandbox):
+    hook = make_hook()
+    operator = EasifyBulkSendSmsOperator(
+        task_id="bulk", from_number=SENDER, message="Sale", easify_conn_id=hook.easify_conn_id,
+        recipients=["+13151350001", "+13151350002", {"to_number": "3151350003", "country_code": "+1"}],
+        exclude_numbers='["+1 315 135 0002", "+13151350003", "+13151350009"]',  # a rendered Variable
+    )
+    summary, _ = _in_process(operator)
+    assert list(summary["sent"]) == ["+13151350001"]
+    assert summary["excluded"] == ["+13151350002", "+13151350003"] and summary["total"] == 1
+    assert [m["receiver"] for m in sandbox.ledger()] == ["+13151350001"]
+    assert "exclude_numbers" in EasifyBulkSendSmsOperator.template_fields
+
+
+def test_a_bad_exclude_number_fails_before_anything_is_sent(make_hook, sandbox):
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    hook = make_hook()
+    operator = EasifyBulkSendSmsOperator(
+        task_id="bulk", from_number=SENDER, message="Sale", easify_conn_id=hook.easify_conn_id,
+        recipients=["+13151350001"], exclude_numbers=["+13151350002", "12"],
+    )
+    with pytest.raises(AirflowFailException, match="exclude_numbers"):
+        _in_process(operator)
+    assert sandbox.ledger() == []

@@ -94,7 +94,7 @@ class EasifySmsApprovalOperator(ApprovalOperator):
 
     def _recipients(self) -> list[PhoneNumber]:
         numbers = _number_list(self.to_number)
-        recipients = {}
+        recipients: dict[str, PhoneNumber] = {}
         for number in numbers:
             phone = parse_phone_number(number, self.country_code, parameter="to_number")
             recipients.setdefault(phone.e164, phone)
@@ -204,9 +204,13 @@ def _number_list(value: Any) -> list[str]:
             try:
                 value = ast.literal_eval(value.strip())
             except (ValueError, SyntaxError):
-                raise EasifyInvalidParameterError("to_number", "<text>", "must be a number or a list of numbers") from None
+                raise EasifyInvalidParameterError(
+                    "to_number", "<text>", "must be a number or a list of numbers"
+                ) from None
     values = [value] if isinstance(value, (str, int)) else list(value or [])
     numbers = [str(v).strip() for v in values if v is not None]
     if not numbers or not all(numbers):
-        raise EasifyInvalidParameterError("to_number", value if not numbers else "<empty>", "at least one phone number is required")
+        raise EasifyInvalidParameterError(
+            "to_number", value if not numbers else "<empty>", "at least one phone number is required"
+        )
     return numbers

@@ -59,7 +59,9 @@ class EasifySmsApprovalTrigger(HITLTrigger):
         super().__init__(**kwargs)
         self.easify_conn_id = easify_conn_id
         self.sender = sender
-        self.questions = [{"to_number": str(q["to_number"]), "after_id": int(q["after_id"])} for q in questions]
+        self.questions: list[dict[str, Any]] = [
+            {"to_number": str(q["to_number"]), "after_id": int(q["after_id"])} for q in questions
+        ]
         self.sms_poll_interval = float(sms_poll_interval)
         self.hinted = list(hinted or [])
         self._record_unavailable_logged = False
@@ -182,7 +184,7 @@ class EasifySmsApprovalTrigger(HITLTrigger):
             if earlier is not None:
                 return earlier
             response = None
-        if response is not None and getattr(response, "responded_at", None) is not None:
+        if response is not None and response.responded_at is not None:
             recorded, responded_at = True, response.responded_at
         self.log.info("Answered %s by SMS %s from %s (recorded in Airflow: %s)", choice, sms_id, masked, recorded)
         return TriggerEvent({

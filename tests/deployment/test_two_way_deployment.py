@@ -81,7 +81,8 @@ def test_approvals_and_inbound_sms_in_a_real_deployment(tmp_path, sandbox):
     (deployment.dags / f"{HITL_DAG}.py").write_text(hitl)
     keyword = (REPO / "example_dags" / "example_easify_keyword_opt_out.py").read_text()
     assert "poll_interval=60" in keyword
-    (deployment.dags / "example_easify_keyword_opt_out.py").write_text(keyword.replace("poll_interval=60", "poll_interval=1"))
+    keyword = keyword.replace("poll_interval=60", "poll_interval=1")
+    (deployment.dags / "example_easify_keyword_opt_out.py").write_text(keyword)
     try:
         deployment.start()
 
