@@ -7,17 +7,18 @@ VENV2 := .venv-airflow2
 PIP_VERSION := 26.3
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-airflow2 lint test test-airflow3 test-airflow2 demo bench bench-smoke clean
+.PHONY: help venv venv-airflow2 lint docs test test-airflow3 test-airflow2 demo bench bench-smoke clean
 
 help:
 	@echo "make demo   - send, wait for delivery and export the report against the sandbox"
 	@echo "make test   - lint, types and the test suite on Airflow 3 and Airflow 2.11"
+	@echo "make docs   - build the documentation site into docs/_build/html (warnings are errors)"
 	@echo "make bench  - the benchmarks (prints a table, writes benchmarks/results/latest.json)"
 
 $(VENV)/.installed: pyproject.toml constraints/airflow-3.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
-	$(VENV)/bin/python -m pip install -q -c constraints/airflow-3.txt -e '.[amazon,parquet,redis,test]' apache-airflow-providers-celery 'celery<5.7'
+	$(VENV)/bin/python -m pip install -q -c constraints/airflow-3.txt -e '.[amazon,parquet,redis,test,docs]' apache-airflow-providers-celery 'celery<5.7'
 	touch $@
 
 $(VENV2)/.installed: pyproject.toml constraints/airflow-2.txt
@@ -30,8 +31,12 @@ venv: $(VENV)/.installed
 venv-airflow2: $(VENV2)/.installed
 
 lint: venv
-	$(VENV)/bin/ruff check airflow_provider_easify tests example_dags benchmarks scripts
+	$(VENV)/bin/ruff check airflow_provider_easify tests example_dags benchmarks scripts docs
 	$(VENV)/bin/mypy airflow_provider_easify
+
+docs: venv
+	rm -rf docs/_build
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 test-airflow3: venv
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
@@ -39,7 +44,7 @@ test-airflow3: venv
 test-airflow2: venv-airflow2
 	$(VENV2)/bin/python -m pytest --ignore=tests/deployment --ignore=tests/airflow3 $(PYTEST_ARGS)
 
-test: lint test-airflow3 test-airflow2
+test: lint docs test-airflow3 test-airflow2
 
 demo: venv
 	$(VENV)/bin/python scripts/demo.py

@@ -8,8 +8,8 @@ from airflow_provider_easify import __version__
 from airflow_provider_easify.hooks.connection_fields import conn_fields
 
 INTEGRATION = "Easify"
-#: The README is the documentation; PyPI shows it on the package page.
-DOCUMENTATION_URL = "https://pypi.org/project/airflow-provider-easify/"
+#: The documentation site (``docs/``, built by ``make docs``, published by Read the Docs).
+DOCUMENTATION_URL = "https://airflow-provider-easify.readthedocs.io/"
 
 
 def get_provider_info() -> dict[str, Any]:

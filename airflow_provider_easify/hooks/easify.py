@@ -91,10 +91,12 @@ class EasifyHook(ConversationQueries, TrackingQueries, BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """How Airflow's connection form shows the standard fields (hidden, relabelled, placeholders)."""
         return connection.ui_field_behaviour()
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The Airflow 2 form's widgets for the extras (one per :data:`~.connection_fields.EXTRA_FIELDS`)."""
         return connection.connection_form_widgets()
 
     @cached_property

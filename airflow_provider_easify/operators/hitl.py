@@ -164,6 +164,7 @@ class EasifySmsApprovalOperator(ApprovalOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        """Resume with the answer (from Airflow or by SMS) and act as ``ApprovalOperator`` does."""
         event = dict(event)
         sms_id = event.pop("easify_sms_id", None)
         recorded = event.pop("easify_recorded", True)

@@ -50,6 +50,7 @@ class SandboxClient:
     # ------------------------------------------------------------------ inspection
 
     def health(self) -> bool:
+        """Whether the sandbox answers its health check."""
         return bool(self._call("GET", "/_sandbox/health").get("ok"))
 
     def wait_ready(self, timeout: float = 10.0) -> None:
@@ -72,9 +73,11 @@ class SandboxClient:
         return list(self._call("GET", "/_sandbox/ledger")["messages"])
 
     def stats(self) -> dict[str, Any]:
+        """Request counts by endpoint and status, faults fired, and every request made."""
         return dict(self._call("GET", "/_sandbox/stats"))
 
     def get_config(self) -> dict[str, Any]:
+        """The configuration in force."""
         return dict(self._call("GET", "/_sandbox/config"))
 
     def configure(self, **fields: Any) -> dict[str, Any]:
@@ -92,6 +95,7 @@ class SandboxClient:
         return list(self._call("GET", "/_sandbox/report", params=params)["data"])
 
     def media(self, sms_id: int | str, filename: str) -> bytes:
+        """The bytes of a file uploaded with an MMS."""
         import requests
 
         response = requests.get(f"{self.url}/_sandbox/media/{sms_id}/{filename}", timeout=self.timeout)
@@ -105,12 +109,15 @@ class SandboxClient:
         return self.add_faults([{"endpoint": endpoint, "kind": kind, **kw}])
 
     def add_faults(self, faults: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Inject several faults at once (see the package docstring); returns every fault now armed."""
         return list(self._call("POST", "/_sandbox/faults", json=faults)["faults"])
 
     def faults(self) -> list[dict[str, Any]]:
+        """The faults armed."""
         return list(self._call("GET", "/_sandbox/faults")["faults"])
 
     def clear_faults(self) -> None:
+        """Disarm every fault."""
         self._call("DELETE", "/_sandbox/faults")
 
     def inject_incoming(

@@ -52,9 +52,11 @@ class SandboxConfig:
     visibility_delay_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (what ``GET /_sandbox/config`` answers)."""
         return dataclasses.asdict(self)
 
     def copy(self) -> SandboxConfig:
+        """An independent copy."""
         return dataclasses.replace(self)
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -70,6 +72,7 @@ class SandboxConfig:
             setattr(self, name, value)
 
     def validate(self) -> None:
+        """Raise ``ValueError`` naming the first setting out of range."""
         if self.history_order not in HISTORY_ORDERS:
             raise ValueError(f"history_order must be one of {', '.join(HISTORY_ORDERS)}")
         for name in (

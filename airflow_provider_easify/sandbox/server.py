@@ -374,6 +374,7 @@ class EasifySandbox(SandboxClient):
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> EasifySandbox:
+        """Start serving on ``host:port`` (a free port when 0) in a daemon thread; returns the sandbox."""
         if self._server is not None:
             return self
         server = SandboxHTTPServer((self.host, self.port), self.state)
@@ -387,6 +388,7 @@ class EasifySandbox(SandboxClient):
         return self
 
     def stop(self) -> None:
+        """Stop serving and wait for the thread; a stopped sandbox can be started again."""
         server, thread = self._server, self._thread
         if server is None:
             return

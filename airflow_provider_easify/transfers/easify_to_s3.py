@@ -96,6 +96,7 @@ class EasifyExportOperator(BaseOperator):
         self.easify_conn_id = easify_conn_id
 
     def get_destination(self) -> Destination:
+        """Where the file goes; each concrete export operator says."""
         raise NotImplementedError
 
     def iter_rows(

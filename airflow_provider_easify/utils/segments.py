@@ -14,12 +14,15 @@ _GSM7_EXTENDED = set("^{}\\[~]|€\f")
 
 
 class SegmentInfo(NamedTuple):
+    """The encoding of a message, its length in that encoding's units, and its segments."""
+
     encoding: str  # "GSM-7" or "UCS-2"
     units: int  # septets for GSM-7, UTF-16 code units for UCS-2
     segments: int
 
 
 def count_segments(message: str | None) -> SegmentInfo:
+    """How many segments ``message`` costs, and in which encoding."""
     text = message or ""
     if all(ch in _GSM7_BASIC or ch in _GSM7_EXTENDED for ch in text):
         units = len(text) + sum(ch in _GSM7_EXTENDED for ch in text)
