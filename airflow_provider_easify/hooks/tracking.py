@@ -68,6 +68,8 @@ class TrackingQueries:
         since: str | dt.date | dt.datetime | None = None,
         page_size: int | None = None,
     ) -> dict[str, str | None]:
+        """The status of each message sent from ``sender`` (None for an id not found), from one read of the
+        SMS report per page scanned; see :meth:`find_sms_rows`."""
         rows = self.find_sms_rows(sms_ids, sender=sender, since=since, page_size=page_size)
         return {sms_id: None if row is None else row.get("status") for sms_id, row in rows.items()}
 

@@ -116,6 +116,7 @@ class EasifyWaitSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger: the wait's result, or the failure it ended with."""
         if not isinstance(event, dict):
             raise AirflowException(f"{self.task_id}: the trigger ended without an event ({event!r})")
         if event.get("status") in ("success", "failure", "timeout"):

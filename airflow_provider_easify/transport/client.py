@@ -99,6 +99,8 @@ class _CallBudget:
 
 
 class EasifyTransport:
+    """The one request path of a connection: session, auth, timeout, error mapping, retries and pacing."""
+
     def __init__(
         self,
         settings: EasifyConnectionSettings,
@@ -174,6 +176,7 @@ class EasifyTransport:
             raise _CallBudget(limit).refuse(refused.wait) from None
 
     def seconds_until_free(self, budget: Budget) -> float:
+        """Seconds until ``budget`` (``send`` or ``read``) has a free slot, reserving nothing."""
         return self.pacers[budget].seconds_until_free()
 
     def new_unit_of_work(self) -> None:
@@ -322,6 +325,7 @@ class EasifyTransport:
         return random.uniform(ceiling / 2, ceiling)
 
     def close(self) -> None:
+        """Close the HTTP session (a later request opens a new one)."""
         if self._session is not None:
             self._session.close()
             self._session = None

@@ -63,14 +63,22 @@ class PacingRefused(Exception):
 
 
 class Pacer(Protocol):
+    """Spaces one kind of request (``send`` or ``read``) of one token: on this machine, or through Redis."""
+
     kind: str
     interval: float
 
-    def reserve(self, count: int = 1, *, max_wait: float = math.inf) -> Reservation: ...
+    def reserve(self, count: int = 1, *, max_wait: float = math.inf) -> Reservation:
+        """Take the next ``count`` slots; refused (:class:`PacingRefused`) if the first is beyond ``max_wait``."""
+        ...
 
-    def push_back(self, seconds: float) -> None: ...
+    def push_back(self, seconds: float) -> None:
+        """Keep every caller of this budget off it for ``seconds`` (after a 429)."""
+        ...
 
-    def seconds_until_free(self) -> float: ...
+    def seconds_until_free(self) -> float:
+        """Seconds until the next slot is free, reserving nothing."""
+        ...
 
 
 def budget_digest(base_url: str, token: str) -> str:
@@ -79,6 +87,7 @@ def budget_digest(base_url: str, token: str) -> str:
 
 
 def slot_interval(per_minute: float) -> float:
+    """Seconds between two slots at ``per_minute`` (with a safety margin); 0 turns pacing off."""
     return 0.0 if per_minute <= 0 else 60.0 / per_minute * SAFETY_FACTOR
 
 
@@ -130,6 +139,7 @@ class LocalPacer:
                 os.close(fd)
 
     def reserve(self, count: int = 1, *, max_wait: float = math.inf) -> Reservation:
+        """See :meth:`Pacer.reserve`."""
         now = time.time()
         with self._slot() as (stored, update):
             start, discarded = next_start(now, stored, self.horizon)
@@ -144,6 +154,7 @@ class LocalPacer:
         return Reservation(start, end, count)
 
     def push_back(self, seconds: float) -> None:
+        """See :meth:`Pacer.push_back`."""
         now = time.time()
         hold = now + min(max(seconds, 0.0), self.horizon)
         with self._slot() as (stored, update):
@@ -152,6 +163,7 @@ class LocalPacer:
                 update.append(hold)
 
     def seconds_until_free(self) -> float:
+        """See :meth:`Pacer.seconds_until_free`."""
         now = time.time()
         with self._slot() as (stored, _):
             start, _ = next_start(now, stored, self.horizon)
