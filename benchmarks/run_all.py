@@ -35,6 +35,7 @@ SCRIPTS = {
     "wait": "bench_wait.py",
     "export": "bench_export.py",
     "tracking": "bench_tracking.py",
+    "inbound": "bench_inbound.py",
 }
 TIMEOUT_SECONDS = {"full": 3 * 3600, "smoke": 600}
 

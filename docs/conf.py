@@ -84,6 +84,7 @@ def _write_generated() -> None:
     (out / "connection-extras.part.md").write_text(_connection_extras())
     (out / "figures-latest.part.md").write_text(_figures("latest"))
     (out / "figures-export.part.md").write_text(_figures("export"))
+    (out / "figures-inbound.part.md").write_text(_figures("inbound"))
 
 
 _write_generated()

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = {"parse", "pacing", "wait", "export", "hosts", "never_twice", "tracking"}
+BENCHMARKS = {"parse", "pacing", "wait", "export", "hosts", "never_twice", "tracking", "inbound"}
 
 
 def test_run_all_smoke_mode_runs_every_benchmark_and_writes_their_figures(tmp_path: Path) -> None:
@@ -92,3 +92,8 @@ def test_run_all_smoke_mode_runs_every_benchmark_and_writes_their_figures(tmp_pa
     for page_size, readers in tracking["exports"]["pages"].items():
         for name, reading in readers.items():  # one request per page, whoever reads
             assert reading["requests"] == reading["minimum_requests"], (page_size, name, reading)
+
+    inbound = latest["benchmarks"]["inbound"]["result"]["details"]["results"]
+    for watchers, runs in inbound.items():
+        for run in runs:  # every text reaches every watcher exactly once, and nothing else does
+            assert run["watchers_exactly_once"] == int(watchers) and run["unexpected_events"] == 0, run
