@@ -50,7 +50,8 @@ class EasifyInboundSmsTrigger(BaseEventTrigger):
 
     It starts from the newest message at its first start. On Airflow 3.3 it keeps its cursor in the
     watched asset's state store (``asset_state_store``), so a triggerer restart neither replays nor
-    misses messages (a catch-up reaches back at most 30 days). Without that store (older Airflow, or the
+    misses messages (a catch-up reaches back at most 30 days). The cursor is written after a poll's
+    events are handed to the triggerer: a crash in between announces those events again, never loses them. Without that store (older Airflow, or the
     trigger run on its own) the cursor lives in memory, and a restart starts again from the newest
     message: what arrived while it was down is not announced.
 
@@ -152,6 +153,9 @@ class EasifyInboundSmsTrigger(BaseEventTrigger):
         store = getattr(self, "asset_state_store", None)
         if store is None:
             return []
+        # One trigger may watch several assets (Airflow deduplicates equal watchers). The store's own
+        # get/set then refuse to pick one and it lists no accessors publicly, so each asset's is reached
+        # directly and every one of them holds the cursor.
         accessors = [*getattr(store, "_by_name", {}).values(), *getattr(store, "_by_uri", {}).values()]
         return accessors or [store]
 
