@@ -10,8 +10,6 @@ from airflow_provider_easify.utils.hitl_support import require_hitl
 
 require_hitl("EasifySmsApprovalOperator")
 
-import ast  # noqa: E402
-import json  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
@@ -19,6 +17,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator  # noqa: 
 
 from airflow_provider_easify.exceptions import NON_RETRYABLE_ERRORS, EasifyInvalidParameterError, fail_fast  # noqa: E402
 from airflow_provider_easify.hooks.easify import EasifyHook  # noqa: E402
+from airflow_provider_easify.utils.number_lists import number_list  # noqa: E402
 from airflow_provider_easify.utils.phone import PhoneNumber, mask_phone, parse_phone_number, sender_digits  # noqa: E402
 from airflow_provider_easify.utils.segments import count_segments  # noqa: E402
 
@@ -93,7 +92,7 @@ class EasifySmsApprovalOperator(ApprovalOperator):
             sender_digits(from_number, parameter="from_number")
 
     def _recipients(self) -> list[PhoneNumber]:
-        numbers = _number_list(self.to_number)
+        numbers = number_list(self.to_number, "to_number")
         recipients: dict[str, PhoneNumber] = {}
         for number in numbers:
             phone = parse_phone_number(number, self.country_code, parameter="to_number")
@@ -194,24 +193,3 @@ class EasifySmsApprovalOperator(ApprovalOperator):
 def _is_template(value: Any) -> bool:
     values = value if isinstance(value, (list, tuple)) else [value]
     return any(isinstance(v, str) and "{{" in v for v in values)
-
-
-def _number_list(value: Any) -> list[str]:
-    """``to_number`` as a list: one number, a list, or the text of a list (a rendered template)."""
-    if isinstance(value, str) and value.strip().startswith("["):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            try:
-                value = ast.literal_eval(value.strip())
-            except (ValueError, SyntaxError):
-                raise EasifyInvalidParameterError(
-                    "to_number", "<text>", "must be a number or a list of numbers"
-                ) from None
-    values = [value] if isinstance(value, (str, int)) else list(value or [])
-    numbers = [str(v).strip() for v in values if v is not None]
-    if not numbers or not all(numbers):
-        raise EasifyInvalidParameterError(
-            "to_number", value if not numbers else "<empty>", "at least one phone number is required"
-        )
-    return numbers

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import datetime as dt
-import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,6 +19,7 @@ from airflow_provider_easify.exceptions import (
 )
 from airflow_provider_easify.hooks.easify import EasifyHook
 from airflow_provider_easify.operators.send_journal import SendJournal
+from airflow_provider_easify.utils.number_lists import list_from_text
 from airflow_provider_easify.utils.phone import PhoneNumber, mask_phone, parse_phone_number, sender_digits
 from airflow_provider_easify.utils.segments import count_segments
 
@@ -349,7 +348,7 @@ class EasifyBulkSendSmsOperator(BaseOperator):
         if numbers is None or numbers == "":
             return set()
         if isinstance(numbers, str):
-            numbers = _parse_recipients(numbers, "exclude_numbers")
+            numbers = list_from_text(numbers, "exclude_numbers")
         if isinstance(numbers, (Mapping, int)) or not isinstance(numbers, Iterable):
             raise EasifyInvalidParameterError(
                 "exclude_numbers", type(numbers).__name__, "must be a list of phone numbers (or its JSON text)"
@@ -365,7 +364,7 @@ class EasifyBulkSendSmsOperator(BaseOperator):
             return hook.iter_contacts(group_id=int(self.group_id), order="asc")
         recipients = self.recipients
         if isinstance(recipients, str):
-            recipients = _parse_recipients(recipients)
+            recipients = list_from_text(recipients, "recipients")
         if isinstance(recipients, (Mapping, str, int)) or not isinstance(recipients, Iterable):
             raise EasifyInvalidParameterError(
                 "recipients", type(recipients).__name__, "must be a list of numbers or of dicts with to_number"
@@ -389,25 +388,3 @@ class _RecipientStandIn:
 
     def __str__(self) -> str:
         return "{{ " + self._path + " }}"
-
-
-def _parse_recipients(text: str, parameter: str = "recipients") -> list[Any]:
-    """A rendered ``recipients``: a JSON list, a Python list literal (what Jinja makes of an XCom) or
-    comma-separated numbers."""
-    text = text.strip()
-    if not text.startswith("["):
-        return [part for part in text.split(",") if part.strip()]
-    try:
-        return list(json.loads(text))
-    except ValueError:
-        pass
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        value = None
-    if not isinstance(value, list):
-        raise EasifyInvalidParameterError(
-            parameter, f"<text of {len(text)} characters>",
-            "a string must be a JSON list, a Python list literal (a rendered XCom) or comma-separated numbers",
-        )
-    return value

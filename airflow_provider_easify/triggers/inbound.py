@@ -51,9 +51,9 @@ class EasifyInboundSmsTrigger(BaseEventTrigger):
     It starts from the newest message at its first start. On Airflow 3.3 it keeps its cursor in the
     watched asset's state store (``asset_state_store``), so a triggerer restart neither replays nor
     misses messages (a catch-up reaches back at most 30 days). The cursor is written after a poll's
-    events are handed to the triggerer: a crash in between announces those events again, never loses them. Without that store (older Airflow, or the
-    trigger run on its own) the cursor lives in memory, and a restart starts again from the newest
-    message: what arrived while it was down is not announced.
+    events are handed to the triggerer: a crash in between announces those events again, never loses
+    them. Without that store (older Airflow, or the trigger run on its own) the cursor lives in memory,
+    and a restart starts again from the newest message: what arrived while it was down is not announced.
 
     One poll reads the account's SMS report, newest first, once for every inbound watcher of the
     connection in the triggerer process (:class:`~.coalesce.InboundPoller`), paced by the token's shared

@@ -16,11 +16,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_easify.exceptions import EasifyInvalidParameterError
 from airflow_provider_easify.utils import dates
+from airflow_provider_easify.utils.number_lists import number_list
 from airflow_provider_easify.utils.params import int_id
 from airflow_provider_easify.utils.phone import parse_phone_number, sender_digits
 
@@ -157,9 +158,9 @@ class InboundFilter:
 
 def account_numbers_arg(value: Any) -> list[str] | None:
     """``account_numbers`` checked: the account's numbers (E.164 or national digits), sorted; None for all."""
-    numbers = _number_list(value, "account_numbers")
-    if numbers is None:
+    if value is None:
         return None
+    numbers = number_list(value, "account_numbers")
     for number in numbers:
         sender_digits(number, parameter="account_numbers")
     return sorted({n.strip() for n in numbers})
@@ -167,9 +168,9 @@ def account_numbers_arg(value: Any) -> list[str] | None:
 
 def from_numbers_arg(value: Any) -> list[str] | None:
     """``from_numbers`` checked and written in E.164, sorted; None for any contact."""
-    numbers = _number_list(value, "from_numbers")
-    if numbers is None:
+    if value is None:
         return None
+    numbers = number_list(value, "from_numbers")
     return sorted({parse_phone_number(n, parameter="from_numbers").e164 for n in numbers})
 
 
@@ -203,18 +204,6 @@ def approval_choice(text: Any) -> str | None:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _number_list(value: Any, parameter: str) -> list[str] | None:
-    if value is None:
-        return None
-    values = [value] if isinstance(value, (str, int)) else value
-    if not isinstance(values, Iterable) or isinstance(values, dict):
-        raise EasifyInvalidParameterError(parameter, type(value).__name__, "must be a phone number or a list of them")
-    numbers = [str(v).strip() for v in values]
-    if not numbers or any(not n for n in numbers):
-        raise EasifyInvalidParameterError(parameter, "<empty>", "must name at least one phone number, or be None")
-    return numbers
 
 
 def _digits(number: Any) -> str:
