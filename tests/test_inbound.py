@@ -180,6 +180,21 @@ def test_errors_back_off_instead_of_spinning(make_hook, sandbox):
     assert sandbox.stats()["by_endpoint_status"]["report"].get("401", 0) in (1, 2, 3)
 
 
+def test_a_429_waits_the_servers_time_and_loses_nothing(make_hook, sandbox):
+    hook = make_hook()
+    watcher = trigger(hook)
+
+    def act():
+        sandbox.add_fault("report", "http_error", status=429, message="Too many requests. Try again in 1 seconds")
+        sandbox.inject_incoming(MAIN, ALICE, "after the 429")
+
+    started = time.monotonic()
+    (events,) = asyncio.run(collect([watcher], act, count=1))
+    assert [e["message"] for e in events] == ["after the 429"]
+    assert sandbox.stats()["by_endpoint_status"]["report"].get("429") == 1
+    assert time.monotonic() - started >= 1.0, "the next poll waited the second the server named"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "parameter"),
     [

@@ -84,17 +84,19 @@ def test_fail_on_reject_and_the_timeout_default(airflow_home, sandbox):
 
         with DAG("hitl_fail_on_reject", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")):
             EasifySmsApprovalOperator(task_id="approve", subject="Go?", from_number="{SENDER}",
-                                      to_number=["{APPROVER}"], fail_on_reject=True, sms_poll_interval=0.5)
+                                      to_number=["{APPROVER}", "+13151350101"], fail_on_reject=True,
+                                      sms_poll_interval=0.5)
 
         with DAG("hitl_timeout", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")):
             EasifySmsApprovalOperator(task_id="approve", subject="Go?", from_number="{SENDER}",
                                       to_number="{APPROVER}", response_timeout=timedelta(seconds=3),
                                       defaults="Approve", sms_poll_interval=0.5) >> EmptyOperator(task_id="after")
     """)
-    thread = answer_when_asked(sandbox, "n")
+    thread = answer_when_asked(sandbox, "n", number="+13151350101")  # either of the two asked may answer
     failed = airflow_home.dags_test("hitl_fail_on_reject")
     thread.join(5)
     assert failed.tasks == {"approve": "failed"}, failed.output[-3000:]
+    assert sorted(m["receiver"] for m in sandbox.ledger()) == [APPROVER, "+13151350101"]
     assert "HITLRejectException" in failed.output
 
     timed_out = airflow_home.dags_test("hitl_timeout")
