@@ -23,11 +23,10 @@ from airflow_provider_easify.exceptions import EasifyApiError, EasifyRateLimitEr
 from airflow_provider_easify.transport import PacingDeferred  # noqa: E402
 from airflow_provider_easify.utils.inbound import approval_choice  # noqa: E402
 from airflow_provider_easify.utils.phone import mask_phone  # noqa: E402
-from airflow_provider_easify.utils.waiting import ReplyWait, fetch_replies  # noqa: E402
+from airflow_provider_easify.utils.waiting import ReplyWait, error_pause, fetch_replies  # noqa: E402
 
 #: The answer to a reply that is neither yes nor no (sent at most once per number).
 HINT_TEXT = "Reply YES to approve or NO to reject."
-MAX_SMS_BACKOFF = 900.0
 
 
 class EasifySmsApprovalTrigger(HITLTrigger):
@@ -53,7 +52,6 @@ class EasifySmsApprovalTrigger(HITLTrigger):
         sender: str,
         questions: list[dict[str, Any]],
         sms_poll_interval: float = 30.0,
-        hinted: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -63,7 +61,8 @@ class EasifySmsApprovalTrigger(HITLTrigger):
             {"to_number": str(q["to_number"]), "after_id": int(q["after_id"])} for q in questions
         ]
         self.sms_poll_interval = float(sms_poll_interval)
-        self.hinted = list(hinted or [])
+        #: Numbers already sent the hint by this run of the trigger (a restarted one checks the conversation).
+        self.hinted: set[str] = set()
         self._record_unavailable_logged = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -73,7 +72,6 @@ class EasifySmsApprovalTrigger(HITLTrigger):
             sender=self.sender,
             questions=self.questions,
             sms_poll_interval=self.sms_poll_interval,
-            hinted=self.hinted,
         )
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
@@ -102,7 +100,7 @@ class EasifySmsApprovalTrigger(HITLTrigger):
                     next_sms_check = time.monotonic() + max(exc.retry_after or 0.0, self.sms_poll_interval)
                 except Exception as exc:  # noqa: BLE001 - the Airflow side of the wait goes on
                     sms_failures += 1
-                    pause = min(MAX_SMS_BACKOFF, self.sms_poll_interval * 2 ** min(sms_failures, 10))
+                    pause = error_pause(self.sms_poll_interval, sms_failures)
                     status = exc.status_code if isinstance(exc, EasifyApiError) else None
                     self.log.warning(
                         "Checking SMS answers failed (%s, status %s); next check in %.0f s",
@@ -199,7 +197,7 @@ class EasifySmsApprovalTrigger(HITLTrigger):
     async def _hint(self, number: str) -> None:
         if number in self.hinted:
             return
-        self.hinted.append(number)
+        self.hinted.add(number)
         after_id = next(q["after_id"] for q in self.questions if q["to_number"] == number)
         try:
             await asyncio.to_thread(_send_hint_once, self.easify_conn_id, self.sender, number, after_id)

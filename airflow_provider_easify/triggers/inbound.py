@@ -34,14 +34,12 @@ from airflow_provider_easify.utils.inbound import (
     from_numbers_arg,
     make_filter,
 )
+from airflow_provider_easify.utils.waiting import error_pause
 
 try:
     from airflow.triggers.base import BaseEventTrigger
 except ImportError:  # Airflow 2 has no event-driven scheduling; the trigger still runs on its own
     from airflow.triggers.base import BaseTrigger as BaseEventTrigger  # type: ignore[assignment]
-
-#: Longest pause after errors no poll can fix (a revoked token, an unpaid plan): retried, never spun on.
-MAX_ERROR_BACKOFF = 900.0
 
 
 class EasifyInboundSmsTrigger(BaseEventTrigger):
@@ -127,7 +125,7 @@ class EasifyInboundSmsTrigger(BaseEventTrigger):
                     await self._save()
             except Exception as exc:  # noqa: BLE001 - a watcher outlives any one failure
                 failures += 1
-                pause = min(MAX_ERROR_BACKOFF, self.poll_interval * 2 ** min(failures, 10))
+                pause = error_pause(self.poll_interval, failures)
                 kind = type(exc).__name__
                 status = getattr(exc, "status_code", None) if isinstance(exc, EasifyApiError) else None
                 self.log.error("Inbound SMS poll failed (%s, status %s); next poll in %.0f s", kind, status, pause)

@@ -91,6 +91,15 @@ def reply_result(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": row.get("id"), "message": row.get("message"), "created_at": row.get("created_at")}
 
 
+#: The longest pause after failures no poll can fix (a revoked token, an unpaid plan): retried, never spun on.
+MAX_ERROR_PAUSE = 900.0
+
+
+def error_pause(interval: float, failures: int) -> float:
+    """Seconds to wait after ``failures`` failed polls in a row: doubling from ``interval``, at most 15 min."""
+    return min(MAX_ERROR_PAUSE, interval * 2 ** min(failures, 10))
+
+
 def error_event(exc: BaseException) -> dict[str, Any]:
     message = exc.message if isinstance(exc, EasifyApiError) else str(exc)
     return {
