@@ -8,6 +8,7 @@ raise :class:`EasifyInvalidParameterError`, which names the parameter and what i
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
@@ -109,6 +110,62 @@ class EasifyTransportError(EasifyApiError):
         #: False only when the request certainly never reached the server (connect failure).
         self.request_sent = request_sent
         super().__init__(message, **kwargs)
+
+
+class EasifySendUnconfirmedError(EasifyError):
+    """A send may have gone out and nothing could tell: it was not posted again.
+
+    Raised when ``sms/send`` failed in a way the server may have recorded (a 5xx, a dropped connection,
+    a timeout, a garbled answer) and the lookup that would tell could not run to completion (the report
+    answered an error, timed out or stayed rate limited), or no message id was known before the send;
+    and by a retried task whose earlier try left such a send that it still cannot look up. It derives
+    from :class:`EasifyError`, not :class:`EasifyApiError`: it is no single answer of the API, and no
+    layer retries it by posting again. A retried task resolves it by looking first (the operators' send
+    journal) and raises it again while it still cannot look.
+
+    The message names the masked recipient(s), when the send was attempted and what is known; never the
+    message body or the token. ``recipients`` holds the masked numbers.
+    """
+
+    def __init__(
+        self, message: str, *, recipients: list[str] | None = None, attempted_at: dt.datetime | None = None
+    ) -> None:
+        self.recipients = list(recipients or [])
+        self.attempted_at = attempted_at
+        super().__init__(message)
+
+    @classmethod
+    def for_send(
+        cls,
+        recipient: str,
+        attempted_at: float,
+        *,
+        known: str,
+        send_error: BaseException | None = None,
+        lookup_error: BaseException | None = None,
+    ) -> EasifySendUnconfirmedError:
+        """The error of one send to ``recipient`` (E.164; masked here) attempted at ``attempted_at`` (epoch)."""
+        from airflow_provider_easify.utils.phone import mask_phone, mask_phone_numbers_in_text
+
+        def said(error: BaseException) -> str:
+            return mask_phone_numbers_in_text(f"{type(error).__name__}: {error}")
+
+        masked = mask_phone(recipient)
+        at = dt.datetime.fromtimestamp(attempted_at, dt.UTC)
+        failed = f"it failed after the server may have recorded it ({said(send_error)}) and " if send_error else ""
+        looked = f"; the lookup failed ({said(lookup_error)})" if lookup_error is not None else ""
+        return cls(
+            f"Send to {masked} attempted at {at.isoformat(timespec='seconds')} is unconfirmed: {failed}{known}"
+            f"{looked}. It was not posted again; a retry looks for it before sending.",
+            recipients=[masked], attempted_at=at,
+        )
+
+
+def may_have_been_recorded(exc: BaseException) -> bool:
+    """Whether the server may have done the work before this failure (a 5xx, a lost or garbled answer)."""
+    if isinstance(exc, EasifyTransportError):
+        return exc.request_sent
+    return isinstance(exc, EasifyServerError)
 
 
 #: Errors that no retry of the task or of the request can fix.

@@ -327,7 +327,7 @@ def test_a_deferred_bulk_burst_sends_in_the_slots_it_reserved(make_hook, sandbox
     )
     start, end = hook.reserve_send_slots(5)
     block = {"start": start + 2, "end": end + 2, "count": 5}  # as a deferral would carry it
-    progress = {"sent": {}, "failed": {}, "duplicates": [], "total": 5, "block": block}
+    progress = {"cursor": 0, "burst": 0, "counts": {}, "block": block}
     _, deferred = _run_until_deferred(operator, progress=progress)
     assert deferred is not None and deferred.trigger.moment == pytest.approx(block["start"], abs=0.01)
     assert deferred.kwargs["progress"]["block"] == block and sandbox.ledger() == []

@@ -765,6 +765,198 @@ def test_fault_matching_times_probability_and_clear(api: Api, sbx: EasifySandbox
     assert Api(sbx).get("contacts").status_code == 401, "faults come after auth"
 
 
+# --------------------------------------------------------------------------- outages
+
+
+def report_day(api: Api) -> requests.Response:
+    day = (today() - dt.timedelta(days=1)).isoformat()
+    return api.get("sms/report", from_date=day, to_date=day)
+
+
+def test_outage_html_5xx_on_report(api: Api, sbx: EasifySandbox) -> None:
+    outage = sbx.start_outage("report", status=503)
+    assert (outage["endpoint"], outage["mode"], outage["status"], outage["hits"]) == ("report", "html_5xx", 503, 0)
+    assert sbx.outages() == [outage]
+    down = [report_day(api), api.get("sms/report")]  # validation never runs either
+    for response in down:
+        assert response.status_code == 503 and response.headers["Content-Type"] == "text/html"
+        assert response.text.startswith("<html>") and "<h1>503 Service Unavailable</h1>" in response.text
+    assert api.get("contacts").status_code == 200 and api.get("phone-numbers").status_code == 200
+    sent = api.send(to_number="3151350000")
+    assert sent.status_code == 200, "other endpoints are up, a send is recorded"
+    assert [m["sms_id"] for m in sbx.ledger()] == [sent.json()["data"]["sms_id"]]
+    assert Api(sbx).get("sms/report").status_code == 401, "auth comes first"
+
+    ended = sbx.end_outage("report")
+    assert ended is not None and ended["hits"] == 2 and sbx.outages() == []
+    assert sbx.end_outage("report") is None, "ending it again is harmless"
+    assert report_day(api).status_code == 200
+
+    stats = sbx.stats()
+    assert stats["faults_by_kind"] == {"outage": 2} and stats["faults_fired"] == 2
+    assert stats["by_endpoint_status"]["report"] == {"503": 2, "401": 1, "200": 1}
+    assert [(r["endpoint"], r["status"], r["fault"]) for r in stats["requests"] if r["fault"]] == [
+        ("report", 503, "outage"),
+        ("report", 503, "outage"),
+    ]
+
+    sbx.start_outage("report", "html_5xx")
+    sbx.start_outage("report", "html_5xx", status=500)  # replaces the one on
+    assert [o["status"] for o in sbx.outages()] == [500]
+    response = report_day(api)
+    assert response.status_code == 500 and "<h1>500 Internal Server Error</h1>" in response.text
+
+
+def test_outage_timeout_holds_then_drops_the_connection(api: Api, sbx: EasifySandbox) -> None:
+    outage = sbx.start_outage("report", "timeout", delay=0.3)
+    assert (outage["mode"], outage["delay"], outage["status"], outage["retry_after"]) == ("timeout", 0.3, None, None)
+    started = time.monotonic()
+    with pytest.raises(requests.ConnectionError):
+        report_day(api)
+    assert 0.3 <= time.monotonic() - started < 5
+    with pytest.raises(requests.ReadTimeout):  # a client whose read timeout is shorter than the delay
+        api.session.get(f"{api.base}/sms/report", timeout=(5, 0.1))
+    assert api.send(to_number="3151350000").status_code == 200 and len(sbx.ledger()) == 1
+    sbx.end_outage("report")
+    assert report_day(api).status_code == 200
+    time.sleep(0.4)  # the request given up on by its client is dropped all the same
+    statuses = [(r["endpoint"], r["status"], r["fault"]) for r in sbx.stats()["requests"]]
+    assert statuses == [
+        ("report", 0, "outage"),
+        ("report", 0, "outage"),
+        ("send", 200, None),
+        ("report", 200, None),
+    ]
+
+
+def test_a_timeout_outage_does_not_hold_up_stopping_the_sandbox(sbx: EasifySandbox) -> None:
+    sbx.start_outage("contacts", "timeout")  # 30 s by default
+    api = Api(sbx, sbx.token)
+    errors: list[Exception] = []
+
+    def call() -> None:
+        try:
+            api.get("contacts")
+        except requests.RequestException as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    deadline = time.monotonic() + 5
+    while sbx.stats()["by_endpoint"].get("contacts") != 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = time.monotonic()
+    sbx.stop()
+    caller.join(timeout=5)
+    assert not caller.is_alive() and time.monotonic() - started < 5
+    assert len(errors) == 1 and isinstance(errors[0], requests.ConnectionError)
+
+
+def test_outage_rate_limit_answers_429_with_retry_after(api: Api, sbx: EasifySandbox) -> None:
+    sbx.start_outage("report", "rate_limit", retry_after=7)
+    for _ in range(3):
+        response = report_day(api)
+        assert response.status_code == 429 and response.headers["Retry-After"] == "7"
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json() == fail("Too many requests. Try again in 7 seconds")
+    assert api.get("chat-history").status_code == 404 and api.get("contacts").status_code == 200
+    assert sbx.start_outage("report", "rate_limit")["retry_after"] == 60
+    assert report_day(api).headers["Retry-After"] == "60"
+    assert sbx.stats()["faults_by_kind"] == {"outage": 4}
+
+
+def test_outage_on_send_records_nothing(api: Api, sbx: EasifySandbox) -> None:
+    for mode, options in [("html_5xx", {"status": 502}), ("rate_limit", {"retry_after": 1})]:
+        with sbx.outage("send", mode, **options):
+            assert api.send(to_number="3151350000").status_code in (502, 429)
+    with sbx.outage("send", "timeout", delay=0.05), pytest.raises(requests.ConnectionError):
+        api.send(to_number="3151350000")
+    assert sbx.ledger() == [] and sbx.outages() == []
+    assert api.send(to_number="3151350000").status_code == 200 and len(sbx.ledger()) == 1
+
+
+def test_outage_context_manager_faults_clear_and_reset(api: Api, sbx: EasifySandbox) -> None:
+    with pytest.raises(RuntimeError, match="boom"), sbx.outage("report", mode="rate_limit", retry_after=1) as on:
+        assert on["mode"] == "rate_limit" and sbx.outages() == [on]
+        raise RuntimeError("boom")
+    assert sbx.outages() == [], "ended on exit, also when the block raises"
+
+    sbx.add_fault("report", "http_error", status=500)
+    sbx.start_outage("report", "html_5xx", status=504)
+    assert report_day(api).status_code == 504, "the outage answers before any fault"
+    sbx.clear_faults()
+    assert [o["endpoint"] for o in sbx.outages()] == ["report"], "clear_faults keeps outages"
+    assert report_day(api).status_code == 504
+    sbx.start_outage("contacts", "timeout", delay=1)
+    assert [o["endpoint"] for o in sbx.outages()] == ["report", "contacts"]
+    sbx.reset()
+    assert sbx.outages() == [] and report_day(api).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "error"),
+    [
+        ("sms/report", {"mode": "html_5xx"}, "endpoint must be one of send, report, contacts, phone-numbers"),
+        ("nothing", {"mode": "html_5xx"}, "endpoint must be one of send, report, contacts, phone-numbers"),
+        ("report", {}, "mode must be one of html_5xx, timeout, rate_limit"),
+        ("report", {"mode": "down"}, "mode must be one of html_5xx, timeout, rate_limit"),
+        ("report", {"mode": "html_5xx", "status": 404}, "status must be an integer HTTP status within 500-599"),
+        ("report", {"mode": "html_5xx", "status": "x"}, "status must be an integer HTTP status within 500-599"),
+        ("report", {"mode": "html_5xx", "status": 503.5}, "status must be an integer HTTP status within 500-599"),
+        ("report", {"mode": "timeout", "status": 503}, "status applies to mode html_5xx only"),
+        ("report", {"mode": "html_5xx", "delay": 1}, "delay applies to mode timeout only"),
+        ("report", {"mode": "timeout", "retry_after": 5}, "retry_after applies to mode rate_limit only"),
+        ("report", {"mode": "rate_limit", "retry_after": -1}, "retry_after must be a whole number of seconds >= 0"),
+        ("report", {"mode": "rate_limit", "retry_after": 1.5}, "retry_after must be a whole number of seconds >= 0"),
+        ("report", {"mode": "timeout", "delay": -0.1}, "delay must be a number of seconds >= 0"),
+        ("report", {"mode": "timeout", "delay": True}, "delay must be a number of seconds >= 0"),
+        ("report", {"mode": "timeout", "color": 1}, "unknown outage field(s): color; allowed: mode, status"),
+        ("report", [], "the body must be a JSON object"),
+    ],
+)
+def test_bad_outages_are_refused(sbx: EasifySandbox, endpoint: str, body: Any, error: str) -> None:
+    response = requests.put(f"{sbx.url}/_sandbox/outages/{endpoint}", json=body, timeout=5)
+    assert response.status_code == 400 and response.json()["ok"] is False
+    assert response.json()["error"].startswith(error)
+    assert sbx.outages() == []
+
+
+def test_outage_control_routes(sbx: EasifySandbox) -> None:
+    base = f"{sbx.url}/_sandbox/outages"
+    assert requests.put(f"{base}/report", data=b"{nope", timeout=5).status_code == 400
+    assert requests.post(base, json={"mode": "timeout"}, timeout=5).status_code == 405
+    assert requests.get(f"{base}/report", timeout=5).status_code == 405
+    deleted = requests.delete(f"{base}/nothing", timeout=5)
+    assert deleted.status_code == 400 and deleted.json()["error"].startswith("endpoint must be one of send")
+    assert requests.delete(f"{base}/chat-history", timeout=5).json() == {"ok": True, "outage": None}
+    assert requests.put(f"{base}/chat-history", json={"mode": "timeout"}, timeout=5).json()["outage"]["delay"] == 30
+    assert [o["endpoint"] for o in requests.get(base, timeout=5).json()["outages"]] == ["chat-history"]
+    with pytest.raises(SandboxError) as refused:
+        sbx.start_outage("report", "html_5xx", status=200)
+    assert refused.value.status == 400 and "status must be" in str(refused.value)
+    assert sbx.stats()["total"] == 0, "the control API is not counted"
+
+
+def test_outage_as_a_dag_author_uses_it(easify_sandbox: EasifySandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example of docs/sandbox.md: the report down, sends still going out."""
+    from airflow_provider_easify.exceptions import EasifyServerError
+    from airflow_provider_easify.hooks.easify import EasifyHook
+
+    def sent_today() -> list[str]:  # the DAG author's code
+        day = dt.datetime.now(dt.UTC).date()
+        return [str(row["id"]) for row in EasifyHook().iter_sms_report(day, day) if row["send_by"] == "sender"]
+
+    extra = {"max_retries": 1, "backoff_base": 0.01}
+    monkeypatch.setenv("AIRFLOW_CONN_EASIFY_DEFAULT", easify_sandbox.conn_uri_json(extra))
+    with easify_sandbox.outage("report", mode="html_5xx", status=503):
+        with pytest.raises(EasifyServerError) as caught:
+            sent_today()
+        assert caught.value.status_code == 503
+        sms_id = EasifyHook().send_sms(MAIN, "+13151350000", "hi")
+    assert sent_today() == [sms_id]
+    assert [str(m["id"]) for m in easify_sandbox.ledger()] == [sms_id]
+
+
 # --------------------------------------------------------------------------- control API, concurrency, CLI
 
 

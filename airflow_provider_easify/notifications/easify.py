@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseNotifier
 
-from airflow_provider_easify.exceptions import EasifyError
+from airflow_provider_easify.exceptions import EasifyError, EasifySendUnconfirmedError
 from airflow_provider_easify.hooks.easify import EasifyHook
 from airflow_provider_easify.utils.phone import mask_phone
 
@@ -69,14 +69,22 @@ class EasifySmsNotifier(BaseNotifier):
     def notify(self, context: Context) -> None:
         hook = EasifyHook(easify_conn_id=self.easify_conn_id)
         numbers = [self.to_number] if isinstance(self.to_number, str) else list(self.to_number)
-        failures = []
+        failures, unconfirmed = [], []
         for number in numbers:
             try:
                 sms_id = hook.send_sms(self.from_number, number, self.message, country_code=self.country_code)
+            except EasifySendUnconfirmedError as exc:  # may have gone out: never posted again blindly
+                unconfirmed.append(str(exc))
+                continue
             except EasifyError as exc:
                 failures.append(f"{mask_phone(number)}: {exc}")
                 continue
             self.log.info("Notification SMS %s sent to %s", sms_id, mask_phone(number))
+        if unconfirmed:
+            raise EasifySendUnconfirmedError(
+                f"Notification SMS unconfirmed for {len(unconfirmed)} of {len(numbers)} (not posted again): "
+                + "; ".join(unconfirmed + failures)
+            )
         if failures:
             raise EasifyError(f"Notification SMS not sent to {len(failures)} of {len(numbers)}: {'; '.join(failures)}")
 

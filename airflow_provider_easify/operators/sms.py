@@ -14,6 +14,7 @@ from airflow_provider_easify.exceptions import (
     NON_RETRYABLE_ERRORS,
     EasifyInvalidParameterError,
     EasifyInvalidRecipientError,
+    EasifySendUnconfirmedError,
     EasifyValidationError,
     fail_fast,
 )
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 #: The XCom in which a deferrable bulk send keeps its recipients across its deferrals.
 RECIPIENTS_XCOM = "easify_bulk_recipients"
+#: The XCom in which a deferrable bulk send writes the results of one burst, once, before it defers.
+BURST_XCOM = "easify_bulk_burst_{}"
 #: A deferrable bulk send sleeps shorter waits for send budget and defers longer ones.
 DEFER_AFTER_SECONDS = 1.0
 
@@ -38,7 +41,10 @@ class EasifySendSmsOperator(BaseOperator):
     Send one SMS or MMS with Easify and return its ``sms_id`` (the XCom).
 
     A retried task does not send again: the ``sms_id`` sent by an earlier try is returned instead
-    (kept in the task's durable state on Airflow 3.3+, looked up in the conversation before).
+    (kept in the task's durable state on Airflow 3.3+, looked up in the conversation before). A send
+    that may have gone out while the SMS report could not be read to tell fails the try with
+    :class:`~..exceptions.EasifySendUnconfirmedError`; the next try looks for it first and posts only
+    when it is certainly absent (and fails again while the report still cannot be read).
 
     :param from_number: One of the account's numbers (E.164, or national digits). Templated.
     :param to_number: The recipient: E.164 (``+13151350000``) or national digits with ``country_code``. Templated.
@@ -116,8 +122,20 @@ class EasifyBulkSendSmsOperator(BaseOperator):
     (401/402/403, no credits, invalid sender) stop the run at once. A retry, a crash or a resume
     never re-sends to a recipient an earlier try reached.
 
-    Returns ``{"sent": {e164: sms_id}, "failed": {number: reason}, "duplicates": [e164, ...],
-    "excluded": [e164, ...], "total": n}``, where ``total`` counts distinct recipients not excluded.
+    A send that may have gone out while the SMS report could not be read to tell
+    (:class:`~..exceptions.EasifySendUnconfirmedError`) makes its recipient *unconfirmed*: neither sent
+    nor failed, and posted to again only after a lookup finds the message absent. Unconfirmed recipients
+    are looked up once more before the run ends, and on every resume or new try before anything goes to
+    them; with ``fail_on_unconfirmed`` (the default) the task fails when any remain, after writing its
+    result XCom, so that its retry resolves them.
+
+    A deferrable run writes each burst's results once, to an XCom of its own, and carries only a cursor
+    and counters through its deferrals: what it writes to the metadata database per deferral does not
+    grow with the number of recipients.
+
+    Returns ``{"sent": {e164: sms_id}, "failed": {number: reason}, "unconfirmed": {e164: reason},
+    "duplicates": [e164, ...], "excluded": [e164, ...], "total": n}``, where ``total`` counts distinct
+    recipients not excluded.
 
     :param from_number: One of the account's numbers. Templated.
     :param message: The text, a Jinja template rendered per recipient (``Hi {{ recipient.first_name }}``).
@@ -130,6 +148,8 @@ class EasifyBulkSendSmsOperator(BaseOperator):
     :param country_code: Country code for national numbers without their own ``country_code``. Templated.
     :param media: An MMS attachment for every message (URL or local file). Templated.
     :param fail_on_invalid: Fail the task on the first invalid recipient instead of skipping it.
+    :param fail_on_unconfirmed: Fail the task at the end when sends remain unconfirmed (its retry looks
+        them up before sending); ``False`` succeeds and leaves them under ``unconfirmed`` in the result.
     :param deferrable: Between rate windows, defer to the triggerer instead of holding a worker slot.
     :param progress_every: Log progress every this many messages.
     :param easify_conn_id: The Easify connection.
@@ -151,6 +171,7 @@ class EasifyBulkSendSmsOperator(BaseOperator):
         country_code: str | None = None,
         media: str | None = None,
         fail_on_invalid: bool = False,
+        fail_on_unconfirmed: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         progress_every: int = 10,
         easify_conn_id: str = EasifyHook.default_conn_name,
@@ -170,6 +191,7 @@ class EasifyBulkSendSmsOperator(BaseOperator):
         self.country_code = country_code
         self.media = media
         self.fail_on_invalid = fail_on_invalid
+        self.fail_on_unconfirmed = fail_on_unconfirmed
         self.deferrable = deferrable
         self.progress_every = max(1, int(progress_every))
         self.easify_conn_id = easify_conn_id
@@ -195,103 +217,147 @@ class EasifyBulkSendSmsOperator(BaseOperator):
 
     def _run(self, context: Context, progress: dict[str, Any] | None, *, resumed: bool) -> dict[str, Any]:
         hook = EasifyHook(easify_conn_id=self.easify_conn_id)
-        summary = progress or {"sent": {}, "failed": {}, "duplicates": [], "excluded": [], "total": 0}
-        self._carried_block = summary.pop("block", None)  # send slots reserved before the deferral
+        ti: Any = context.get("ti")
         try:
             sender = sender_digits(self.from_number, parameter="from_number")
             excluded = self._excluded()
             targets, invalid, duplicates = self._recipients_of_this_try(hook, context, resumed=resumed)
-            summary["excluded"] = [phone.e164 for phone, _ in targets if phone.e164 in excluded]
+            skipped = [phone.e164 for phone, _ in targets if phone.e164 in excluded]
             targets = [(phone, fields) for phone, fields in targets if phone.e164 not in excluded]
-            if summary["excluded"]:
-                self.log.info("%d recipient(s) skipped: on exclude_numbers", len(summary["excluded"]))
-            summary["failed"].update(invalid)
-            summary["total"] = len(targets) + len(invalid)
-            summary["duplicates"] = duplicates
+            if skipped:
+                self.log.info("%d recipient(s) skipped: on exclude_numbers", len(skipped))
+            run = _BulkRun.resume(ti, progress) if resumed else _BulkRun(ti)
             # A resume after deferral carries exact progress; a new try, or a resume whose progress was
             # lost (Airflow 2's `dags test` drops deferral kwargs), must consult the journal.
             journal = SendJournal(hook, context, resumed=resumed and progress is None)
             template = self._message_template()
             block_size = hook.send_window_budget() if self.deferrable else 0
-            budget = 0
             started = time.monotonic()
-            sent_this_run = 0
-            pending = [t for t in targets if t[0].e164 not in summary["sent"] and t[0].e164 not in summary["failed"]]
-            for index, (recipient, fields) in enumerate(pending):
+            for index in range(run.cursor, len(targets)):
+                recipient, fields = targets[index]
                 body = template.render(**{**dict(context), "recipient": fields}) if self.message else None
-                earlier = journal.recall(sender, recipient, body)
-                if earlier:
-                    summary["sent"][recipient.e164] = earlier
+                earlier = self._recalled(journal, sender, recipient, body)
+                if earlier is not None:
+                    run.note(recipient.e164, *earlier)
                     continue
-                if block_size > 0 and budget == 0:
-                    budget = self._take_block(hook, summary, min(block_size, len(pending) - index))
-                try:
-                    watermark = journal.before_send(sender, recipient)
-                    sms_id = hook.send_sms(
-                        sender, recipient.e164, body, media=self.media, after_message_id=watermark,
-                        paced=block_size == 0,
-                    )
-                except (EasifyInvalidRecipientError, EasifyValidationError) as exc:
-                    if isinstance(exc, ACCOUNT_ERRORS) or self.fail_on_invalid:
-                        raise
-                    summary["failed"][recipient.e164] = exc.message
-                    self.log.warning("Recipient %s refused: %s", mask_phone(recipient.e164), exc.message)
-                    continue
-                finally:
-                    budget = max(0, budget - 1)
-                journal.record(recipient, sms_id)
-                summary["sent"][recipient.e164] = sms_id
-                sent_this_run += 1
-                if sent_this_run % self.progress_every == 0:
-                    self._log_progress(summary, sent_this_run, started, remaining=len(pending) - index - 1)
+                if block_size > 0 and run.budget == 0:
+                    run.budget = self._take_block(hook, run, index, min(block_size, len(targets) - index))
+                run.budget = max(0, run.budget - 1)
+                outcome = self._send(hook, journal, sender, recipient, body, paced=block_size == 0)
+                run.note(recipient.e164, *outcome)
+                run.posted += 1
+                if run.posted % self.progress_every == 0:
+                    self._log_progress(run, len(targets) + len(invalid), started, remaining=len(targets) - index - 1)
+            summary = run.summary()
+            self._resolve_unconfirmed(hook, journal, summary, sender, targets, template, context)
         except NON_RETRYABLE_ERRORS as exc:
             raise fail_fast(exc) from exc
+        summary["failed"].update(invalid)
+        summary.update(duplicates=duplicates, excluded=skipped, total=len(targets) + len(invalid))
         self.log.info(
-            "Bulk send done: %d sent, %d failed, %d duplicates, of %d recipients",
-            len(summary["sent"]), len(summary["failed"]), len(summary["duplicates"]), summary["total"],
+            "Bulk send done: %d sent, %d failed, %d unconfirmed, %d duplicates, of %d recipients",
+            len(summary["sent"]), len(summary["failed"]), len(summary["unconfirmed"]), len(summary["duplicates"]),
+            summary["total"],
         )
+        if summary["unconfirmed"] and self.fail_on_unconfirmed:
+            if ti is not None:
+                ti.xcom_push(key="return_value", value=summary)
+            raise EasifySendUnconfirmedError(
+                f"{len(summary['unconfirmed'])} of {summary['total']} recipient(s) are unconfirmed: their sends may "
+                "have gone out and the SMS report could not be read to tell. Nothing was posted to them again; "
+                "a retry of this task looks them up before sending (the result XCom lists them under 'unconfirmed').",
+                recipients=[mask_phone(number) for number in summary["unconfirmed"]],
+            )
         return summary
 
-    def _take_block(self, hook: EasifyHook, summary: dict[str, Any], count: int) -> int:
+    def _recalled(
+        self, journal: SendJournal, sender: str, recipient: PhoneNumber, body: str | None
+    ) -> tuple[str, str] | None:
+        """What an earlier attempt left for this recipient: ``("sent", sms_id)``, ``("unconfirmed", why)``
+        (nothing may be posted to it yet), or None (nothing: post)."""
+        try:
+            earlier = journal.recall(sender, recipient, body)
+        except EasifySendUnconfirmedError as exc:
+            return "unconfirmed", str(exc)
+        return ("sent", earlier) if earlier else None
+
+    def _send(
+        self, hook: EasifyHook, journal: SendJournal, sender: str, recipient: PhoneNumber, body: str | None,
+        *, paced: bool,
+    ) -> tuple[str, str]:
+        """Post to one recipient: ``("sent", sms_id)``, ``("failed", reason)`` or ``("unconfirmed", why)``."""
+        try:
+            watermark = journal.before_send(sender, recipient)
+            sms_id = hook.send_sms(
+                sender, recipient.e164, body, media=self.media, after_message_id=watermark, paced=paced
+            )
+        except EasifySendUnconfirmedError as exc:
+            self.log.warning("%s", exc)
+            return "unconfirmed", str(exc)
+        except (EasifyInvalidRecipientError, EasifyValidationError) as exc:
+            if isinstance(exc, ACCOUNT_ERRORS) or self.fail_on_invalid:
+                raise
+            self.log.warning("Recipient %s refused: %s", mask_phone(recipient.e164), exc.message)
+            return "failed", exc.message
+        journal.record(recipient, sms_id)
+        return "sent", sms_id
+
+    def _resolve_unconfirmed(
+        self, hook: EasifyHook, journal: SendJournal, summary: dict[str, Any], sender: str,
+        targets: list[tuple[PhoneNumber, dict[str, Any]]], template: Any, context: Context,
+    ) -> None:
+        """Before the task ends: look up every unconfirmed recipient once more, and send to those certainly absent."""
+        if not summary["unconfirmed"]:
+            return
+        by_number = {phone.e164: (phone, fields) for phone, fields in targets}
+        self.log.info("Looking up %d unconfirmed send(s) before ending", len(summary["unconfirmed"]))
+        for number in list(summary["unconfirmed"]):
+            recipient, fields = by_number[number]
+            body = template.render(**{**dict(context), "recipient": fields}) if self.message else None
+            kind, value = self._recalled(journal, sender, recipient, body) or self._send(
+                hook, journal, sender, recipient, body, paced=True
+            )
+            del summary["unconfirmed"][number]
+            summary[kind][number] = value
+
+    def _take_block(self, hook: EasifyHook, run: _BulkRun, index: int, count: int) -> int:
         """Reserve ``count`` sends of the token's budget and wait, or defer, until they start; return the count.
 
         The reservation is the one the burst is sent in: a deferral carries it to the resume, which
         sends in it unless it has already ended (a late resume reserves again).
         """
-        block, self._carried_block = self._carried_block, None
+        block, run.block = run.block, None
         if block is None or block["end"] <= time.time():
             wait = hook.send_budget_wait()
             if wait > DEFER_AFTER_SECONDS:
-                self._defer_until(time.time() + wait, summary)
+                self._defer_until(time.time() + wait, run, index)
             start, end = hook.reserve_send_slots(count)
             block = {"start": start, "end": end, "count": count}
         wait = block["start"] - time.time()
         if wait > DEFER_AFTER_SECONDS:
-            self._defer_until(block["start"], {**summary, "block": block})
+            run.block = block
+            self._defer_until(block["start"], run, index)
         time.sleep(max(0.0, wait))
         return int(block["count"])
 
-    def _defer_until(self, moment: float, summary: dict[str, Any]) -> None:
+    def _defer_until(self, moment: float, run: _BulkRun, index: int) -> None:
         from airflow_provider_easify.triggers.sms import EasifySendWindowTrigger
 
+        progress = run.suspend(index)
         self.log.info(
-            "Send budget used up (%d/%d sent); deferring %.1fs until the next rate window",
-            len(summary["sent"]), summary["total"], moment - time.time(),
+            "Send budget used up (%d sent so far); deferring %.1fs until the next rate window",
+            progress["counts"]["sent"], moment - time.time(),
         )
-        self.defer(
-            trigger=EasifySendWindowTrigger(moment=moment),
-            method_name="resume",
-            kwargs={"progress": summary},
-        )
+        self.defer(trigger=EasifySendWindowTrigger(moment=moment), method_name="resume", kwargs={"progress": progress})
 
-    def _log_progress(self, summary: dict[str, Any], sent_now: int, started: float, *, remaining: int) -> None:
+    def _log_progress(self, run: _BulkRun, total: int, started: float, *, remaining: int) -> None:
         elapsed = max(time.monotonic() - started, 1e-6)
-        rate = sent_now / elapsed * 60
-        eta = remaining / (sent_now / elapsed)
+        rate = run.posted / elapsed * 60
+        eta = remaining / (run.posted / elapsed)
+        counts = run.counts()
         self.log.info(
-            "Progress: %d/%d sent, %d failed, %.1f msg/min, ETA %s",
-            len(summary["sent"]), summary["total"], len(summary["failed"]), rate,
-            dt.timedelta(seconds=round(eta)),
+            "Progress: %d/%d sent, %d failed, %d unconfirmed, %.1f msg/min, ETA %s",
+            counts["sent"], total, counts["failed"], counts["unconfirmed"], rate, dt.timedelta(seconds=round(eta)),
         )
 
     def _message_template(self) -> Any:
@@ -388,3 +454,90 @@ class _RecipientStandIn:
 
     def __str__(self) -> str:
         return "{{ " + self._path + " }}"
+
+
+class _BulkRun:
+    """The progress of one bulk run.
+
+    The results of the burst being sent are kept here; a deferral writes them once, to an XCom of their
+    own (:data:`BURST_XCOM`), and carries only a cursor, counters and the send slots it reserved, so what
+    goes to the metadata database at each deferral does not grow with the recipients and holds no phone
+    number. The end of the run reads the bursts back into the result.
+    """
+
+    KINDS = ("sent", "failed", "unconfirmed")
+
+    def __init__(
+        self, ti: Any, *, cursor: int = 0, burst: int = 0, counts: dict[str, int] | None = None,
+        block: dict[str, Any] | None = None, carried: dict[str, dict[str, str]] | None = None,
+    ) -> None:
+        self.ti = ti
+        self.cursor = cursor
+        self.burst = burst
+        self.base_counts = {kind: int((counts or {}).get(kind, 0)) for kind in self.KINDS}
+        #: Send slots reserved before the deferral, spent by the resume.
+        self.block = block
+        self.budget = 0
+        #: Messages posted by this run segment.
+        self.posted = 0
+        self.segment: dict[str, dict[str, str]] = {kind: {} for kind in self.KINDS}
+        # Without a task instance (the operator called directly) earlier bursts travel with the deferral.
+        self._carried = carried
+
+    @classmethod
+    def resume(cls, ti: Any, progress: dict[str, Any] | None) -> _BulkRun:
+        if progress is not None:
+            return cls(
+                ti, cursor=int(progress["cursor"]), burst=int(progress["burst"]), counts=progress.get("counts"),
+                block=progress.get("block"), carried=progress.get("carried"),
+            )
+        # The deferral's kwargs were lost: the bursts written so far say how far the run got.
+        run = cls(ti)
+        while (burst := run._pull(run.burst)) is not None:
+            for kind in cls.KINDS:
+                run.base_counts[kind] += len(burst.get(kind) or {})
+            run.burst += 1
+        run.cursor = sum(run.base_counts.values())
+        return run
+
+    def note(self, number: str, kind: str, value: str) -> None:
+        for other in self.KINDS:
+            self.segment[other].pop(number, None)
+        self.segment[kind][number] = value
+
+    def counts(self) -> dict[str, int]:
+        return {kind: self.base_counts[kind] + len(self.segment[kind]) for kind in self.KINDS}
+
+    def suspend(self, cursor: int) -> dict[str, Any]:
+        """Write this burst's results and return what the deferral carries (no phone number in it)."""
+        progress: dict[str, Any] = {"cursor": cursor, "burst": self.burst + 1, "counts": self.counts()}
+        if self.block is not None:
+            progress["block"] = self.block
+        if self.ti is not None:
+            self.ti.xcom_push(key=BURST_XCOM.format(self.burst), value=self.segment)
+        else:
+            progress["carried"] = self._merged([self._carried or {}, self.segment])
+        return progress
+
+    def summary(self) -> dict[str, Any]:
+        """Every result of the run: the bursts written before, and this one."""
+        if self.ti is not None:
+            earlier = [self._pull(n) or {} for n in range(self.burst)]
+        else:
+            earlier = [self._carried or {}]
+        return self._merged([*earlier, self.segment])
+
+    def _pull(self, burst: int) -> dict[str, Any] | None:
+        if self.ti is None:
+            return None
+        ti = self.ti
+        value = ti.xcom_pull(task_ids=ti.task_id, key=BURST_XCOM.format(burst), map_indexes=ti.map_index)
+        return value if isinstance(value, dict) else None
+
+    @classmethod
+    def _merged(cls, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        merged: dict[str, Any] = {kind: {} for kind in cls.KINDS}
+        for part in parts:
+            for kind in cls.KINDS:
+                merged[kind].update(part.get(kind) or {})
+        return merged

@@ -54,7 +54,7 @@ Tokens
   "Unauthenticated", "errors": []}``.
 
 Order of checks on /api/v2: route (404 unknown path, 405 wrong method; neither needs a token) ->
-auth (401/402/403) -> rate limit (429) -> injected fault -> validation -> work.
+auth (401/402/403) -> outage -> rate limit (429) -> injected fault -> validation -> work.
 
 The account
 ===========
@@ -207,8 +207,8 @@ Per token, fixed windows: a ``send`` bucket for POST /sms/send (``send_limit`` 1
 first request after the previous one expired. Over the limit: 429 ``{"status": false, "message":
 "Too many requests. Try again in N seconds", "errors": []}``, N = ceil(seconds until the window
 ends), at least 1 (always "seconds"). **No Retry-After header** and no X-RateLimit headers: the
-vendor only puts the delay in the text. Rejected requests do not count; a limit of 0 disables its
-bucket. Only requests that pass auth are counted.
+vendor only puts the delay in the text (a ``rate_limit`` outage, below, sends one). Rejected requests
+do not count; a limit of 0 disables its bucket. Only requests that pass auth are counted.
 
 Readings of the vendor text
 ===========================
@@ -245,6 +245,31 @@ limit, and counted in ``stats.faults_fired`` (and on the request's entry). Kinds
 
 ``DELETE /_sandbox/faults`` clears them, ``GET /_sandbox/faults`` lists them.
 
+Outages
+=======
+
+``PUT /_sandbox/outages/<endpoint>`` (``send``, ``report``, ``contacts``, ``phone-numbers``,
+``chat-history``) with ``{"mode": ..., option}`` puts one endpoint down until ``DELETE
+/_sandbox/outages/<endpoint>`` (answers ``{"ok": true, "outage": the ended outage or null}``); ``GET
+/_sandbox/outages`` -> ``{"outages": [...]}``. A PUT replaces the endpoint's outage and answers ``{"ok":
+true, "outage": {"endpoint", "mode", "status", "retry_after", "delay", "started_ts", "hits"}}`` (the
+options of other modes are null). While it is on, every request to that endpoint, once past auth, gets
+the same answer, before the rate limit (nothing is counted in a rate window) and before faults (none
+fires), and nothing is done (a send is never recorded). Modes:
+
+* ``html_5xx``: a gateway's HTML page (``Content-Type: text/html``, e.g. ``<h1>503 Service
+  Unavailable</h1>``) with ``status`` (default 503, 500-599);
+* ``timeout``: no answer: the request is held ``delay`` seconds (default 30), then the connection is
+  closed (stopping the sandbox cuts the wait short); a client whose read timeout is shorter sees a
+  timeout;
+* ``rate_limit``: 429 ``{"status": false, "message": "Too many requests. Try again in N seconds",
+  "errors": []}`` **with** ``Retry-After: N``, N = ``retry_after`` (default 60, whole seconds >= 0).
+
+An option of another mode, an unknown field, endpoint or mode, or a value out of range is a 400
+naming the field and the allowed values. Answers are counted in the stats like faults: kind
+``"outage"`` in ``faults_by_kind`` (and ``faults_fired``) and on the request's entry, status ``0`` for a
+``timeout``. ``DELETE /_sandbox/faults`` keeps outages; ``POST /_sandbox/reset`` ends them.
+
 Control API (no auth, not rate limited, not counted in stats)
 =============================================================
 
@@ -263,10 +288,10 @@ Control API (no auth, not rate limited, not counted in stats)
 * ``GET /_sandbox/config``; ``POST /_sandbox/config`` partial JSON update of :class:`SandboxConfig`
   (unknown fields or bad values: 400), returns the whole config. ``seed``/``report_*`` take effect
   at the next reset.
-* ``POST /_sandbox/reset`` clears ledger, stats, faults, rate windows, injected and generated rows and
-  uploaded media, and re-seeds; it keeps the config unless the body is ``{"config": true}``, which
-  restores the config the sandbox was **started with** (``SandboxConfig()`` defaults unless one was
-  passed to the constructor or the CLI).
+* ``POST /_sandbox/reset`` clears ledger, stats, faults, outages, rate windows, injected and generated
+  rows and uploaded media, and re-seeds; it keeps the config unless the body is ``{"config": true}``,
+  which restores the config the sandbox was **started with** (``SandboxConfig()`` defaults unless one
+  was passed to the constructor or the CLI).
 * ``POST /_sandbox/incoming`` ``{"sender": account number, "receiver": E.164 (or national with
   "country_code"), "message": ..., "created_ts": optional epoch}`` records an incoming message
   (``send_by`` receiver, Delivered, sms) and returns its row.
@@ -278,6 +303,7 @@ Control API (no auth, not rate limited, not counted in stats)
   seeded/generated rows first, keeping sent and injected ones); at most 5,000,000 rows per call
   (1,000,000 take about 3 s).
 * ``GET /_sandbox/media/<id>/<filename>`` -> the uploaded bytes.
+* ``GET /_sandbox/outages``, ``PUT`` / ``DELETE /_sandbox/outages/<endpoint>``: see Outages above.
 
 Control errors answer ``{"ok": false, "error": "..."}`` (400, 404, 405).
 
@@ -288,7 +314,9 @@ Python API
 ``url``, ``api_url``, ``token``, ``port``, ``state``, ``client``, ``conn_uri_json(extra=None)`` plus
 every :class:`SandboxClient` helper: ``ledger()``, ``stats()``, ``get_config()``,
 ``configure(**fields)``, ``add_fault(endpoint, kind, **kw)``, ``add_faults(list)``, ``faults()``,
-``clear_faults()``, ``inject_incoming(sender, receiver, message, country_code=None,
+``clear_faults()``, ``start_outage(endpoint, mode="html_5xx", **options)``, ``end_outage(endpoint)``,
+``outages()``, ``outage(endpoint, mode="html_5xx", **options)`` (a context manager that ends it on
+exit), ``inject_incoming(sender, receiver, message, country_code=None,
 created_ts=None)``, ``reset(config=False)``, ``report_truth(from_date, to_date, **filters)``,
 ``generate_report(from_date, to_date, per_day, clear=False)``, ``media(sms_id, filename)``,
 ``health()``, ``wait_ready(timeout)``). Refused control calls raise :class:`SandboxError`.

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 
 def _day(value: str | dt.date) -> str:
@@ -120,6 +123,42 @@ class SandboxClient:
         """Disarm every fault."""
         self._call("DELETE", "/_sandbox/faults")
 
+    def start_outage(self, endpoint: str, mode: str = "html_5xx", **options: Any) -> dict[str, Any]:
+        """Put one endpoint ("send", "report", "contacts", "phone-numbers", "chat-history") down until
+        :meth:`end_outage`; every request to it, after auth, then gets:
+
+        * ``mode="html_5xx"``: a gateway's HTML page with ``status`` (default 503, 500-599);
+        * ``mode="timeout"``: no answer: the server holds the request ``delay`` seconds (default 30),
+          then closes the connection;
+        * ``mode="rate_limit"``: 429 with ``Retry-After: <retry_after>`` (default 60) and the vendor's
+          "Too many requests" JSON.
+
+        Replaces an outage already on that endpoint; returns the outage. Nothing is done by a request
+        answered by an outage (a send is never recorded). :meth:`clear_faults` keeps outages,
+        :meth:`reset` ends them.
+        """
+        path = f"/_sandbox/outages/{quote(endpoint, safe='')}"
+        return dict(self._call("PUT", path, json={"mode": mode, **options})["outage"])
+
+    def end_outage(self, endpoint: str) -> dict[str, Any] | None:
+        """End the outage of ``endpoint``; returns it (with its ``hits``), or None when there was none."""
+        outage = self._call("DELETE", f"/_sandbox/outages/{quote(endpoint, safe='')}")["outage"]
+        return None if outage is None else dict(outage)
+
+    def outages(self) -> list[dict[str, Any]]:
+        """The outages on, one per endpoint that is down."""
+        return list(self._call("GET", "/_sandbox/outages")["outages"])
+
+    @contextlib.contextmanager
+    def outage(self, endpoint: str, mode: str = "html_5xx", **options: Any) -> Iterator[dict[str, Any]]:
+        """``with sandbox.outage("report", mode="timeout", delay=2): ...``: :meth:`start_outage` on entry,
+        :meth:`end_outage` on exit (also when the block raises); yields the outage."""
+        started = self.start_outage(endpoint, mode, **options)
+        try:
+            yield started
+        finally:
+            self.end_outage(endpoint)
+
     def inject_incoming(
         self,
         sender: str,
@@ -137,7 +176,7 @@ class SandboxClient:
         return dict(self._call("POST", "/_sandbox/incoming", json=payload))
 
     def reset(self, config: bool = False) -> None:
-        """Clear ledger, stats, faults, rate windows and injected messages, and re-seed the data.
+        """Clear ledger, stats, faults, outages, rate windows and injected messages, and re-seed the data.
 
         ``config=True`` also restores the configuration the sandbox was started with.
         """

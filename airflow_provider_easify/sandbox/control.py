@@ -109,6 +109,8 @@ def _route(
     }
     if path.startswith("/_sandbox/media/"):
         return _media(state, method, path)
+    if path == "/_sandbox/outages" or path.startswith("/_sandbox/outages/"):
+        return _outages(state, method, path, body)
     if path not in routes:
         raise ControlError("Not Found", 404)
     if method not in routes[path]:
@@ -153,6 +155,20 @@ def _media(state: SandboxState, method: str, path: str) -> tuple[int, Any]:
     if upload is None or unquote(parts[4]) != upload.filename:
         raise ControlError("Not Found", 404)
     return 200, upload
+
+
+def _outages(state: SandboxState, method: str, path: str, body: bytes) -> tuple[int, Any]:
+    """``GET /_sandbox/outages``; ``PUT`` / ``DELETE /_sandbox/outages/<endpoint>``."""
+    if path == "/_sandbox/outages":
+        if method != "GET":
+            raise ControlError(f"{method} is not supported here; use GET", 405)
+        return 200, {"outages": state.list_outages()}
+    if method not in ("PUT", "DELETE"):
+        raise ControlError(f"{method} is not supported here; use PUT, DELETE", 405)
+    endpoint = unquote(path[len("/_sandbox/outages/"):])
+    if method == "DELETE":
+        return 200, {"ok": True, "outage": state.end_outage(endpoint)}
+    return 200, {"ok": True, "outage": state.start_outage(endpoint, _object(body))}
 
 
 def _incoming(state: SandboxState, data: dict[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from .models import (
     Upload,
     failure,
 )
-from .state import RequestRecord, SandboxState
+from .state import Outage, RequestRecord, SandboxState
 
 #: Request bodies above this answer 413.
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -56,6 +56,8 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         self.state = state
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        #: Set when the server shuts down: requests held by a ``timeout`` outage stop waiting.
+        self.closing = threading.Event()
         super().__init__(address, SandboxHandler)
 
     def server_bind(self) -> None:
@@ -74,7 +76,12 @@ class SandboxHTTPServer(ThreadingHTTPServer):
             self._connections.discard(request)
         super().shutdown_request(request)
 
+    def shutdown(self) -> None:
+        self.closing.set()
+        super().shutdown()
+
     def close_connections(self) -> None:
+        self.closing.set()
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
@@ -196,13 +203,27 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def _reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> int:
         return self._reply_raw(status, json.dumps(payload).encode("utf-8"), headers=headers)
 
-    def _error_reply(self, fault: Any) -> int:
-        """An ``http_error`` fault's answer: the vendor's JSON, a gateway's HTML page or an empty body."""
-        if fault.body == "html":
-            return self._reply_raw(fault.status, GATEWAY_PAGE % (fault.status, fault.status), "text/html")
-        if fault.body == "empty":
-            return self._reply_raw(fault.status, b"", "text/plain")
-        return self._reply(fault.status, failure(fault.message or SERVER_ERROR))
+    def _error_reply(self, status: int, body: str = "json", message: str | None = None) -> int:
+        """An error answer without the work (an ``http_error`` fault, an ``html_5xx`` outage): the
+        vendor's JSON (``message`` or "Server Error"), a gateway's HTML page or an empty body."""
+        if body == "html":
+            return self._reply_raw(status, gateway_page(status), "text/html")
+        if body == "empty":
+            return self._reply_raw(status, b"", "text/plain")
+        return self._reply(status, failure(message or SERVER_ERROR))
+
+    def _outage_reply(self, outage: Outage) -> int:
+        """The answer of an endpoint that is down; nothing is done (a send is never recorded)."""
+        if outage.mode == "html_5xx":
+            return self._error_reply(outage.status or 503, "html")
+        if outage.mode == "rate_limit":
+            seconds = outage.retry_after if outage.retry_after is not None else 60
+            return self._reply(
+                429, failure(f"Too many requests. Try again in {seconds} seconds"), {"Retry-After": str(seconds)}
+            )
+        # timeout: hold the request, then close without answering (a server shutdown cuts the wait short).
+        self.server.closing.wait(outage.delay or 0.0)
+        return self._drop()
 
     def _drop(self) -> int:
         """Close the connection without answering (counted as status 0)."""
@@ -316,6 +337,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
         token, status = self._authenticate()
         if token is None:
             return status
+        outage = self.state.take_outage(endpoint, record)
+        if outage is not None:
+            return self._outage_reply(outage)
         wait = self.state.take_rate(token, "send" if endpoint == "send" else "read", time.time())
         if wait is not None:
             return self._reply(429, failure(f"Too many requests. Try again in {wait} seconds"))
@@ -323,7 +347,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         fault = self.state.take_fault(endpoint, record)
         if fault is not None:
             if fault.kind == "http_error":
-                return self._error_reply(fault)
+                return self._error_reply(fault.status, fault.body, fault.message)
             if fault.kind == "drop":
                 return self._drop()
             if fault.kind == "slow":
@@ -346,7 +370,16 @@ class SandboxHandler(BaseHTTPRequestHandler):
         return self._reply(status, payload)
 
 
-GATEWAY_PAGE = b"<html><head><title>%d</title></head><body><center><h1>%d Bad Gateway</h1></center></body></html>"
+GATEWAY_PAGE = "<html><head><title>%d</title></head><body><center><h1>%d %s</h1></center></body></html>"
+
+
+def gateway_page(status: int) -> bytes:
+    """The HTML page a gateway (nginx, a load balancer) answers with ``status``, e.g. "503 Service Unavailable"."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return (GATEWAY_PAGE % (status, status, phrase)).encode("ascii")
 
 
 class EasifySandbox(SandboxClient):

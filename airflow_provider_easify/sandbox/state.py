@@ -33,6 +33,9 @@ ENDPOINTS = ("send", "report", "contacts", "phone-numbers", "chat-history")
 FAULT_KINDS = ("http_error", "drop", "slow", "malformed", "recorded_502", "recorded_drop")
 SEND_ONLY_FAULTS = ("recorded_502", "recorded_drop")
 FAULT_BODIES = ("json", "html", "empty")
+OUTAGE_MODES = ("html_5xx", "timeout", "rate_limit")
+#: An outage's options, each with the mode it applies to and its default.
+OUTAGE_OPTIONS = {"status": ("html_5xx", 503), "retry_after": ("rate_limit", 60), "delay": ("timeout", 30.0)}
 #: Refuse /_sandbox/report/generate calls that would add more rows than this.
 MAX_GENERATED_ROWS = 5_000_000
 
@@ -111,6 +114,79 @@ def parse_fault(spec: Any, fault_id: int) -> Fault:
     if message is not None and not isinstance(message, str):
         raise ValueError("message must be a string")
     return Fault(fault_id, endpoint, kind, times, probability, status, delay, body=body, message=message)
+
+
+# --------------------------------------------------------------------------- outages
+
+
+@dataclass
+class Outage:
+    """One endpoint down until the outage is ended: every request (after auth) gets the same answer."""
+
+    endpoint: str
+    mode: str
+    #: ``html_5xx`` only: the status of the gateway's HTML page (500-599).
+    status: int | None = None
+    #: ``rate_limit`` only: the ``Retry-After`` seconds of the 429.
+    retry_after: int | None = None
+    #: ``timeout`` only: seconds the request is held before the connection is closed unanswered.
+    delay: float | None = None
+    started_ts: float = 0.0
+    #: Requests answered by this outage so far.
+    hits: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _outage_number(value: Any, name: str, rule: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{name} must be {rule}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be {rule}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be {rule}")
+    return number
+
+
+def parse_outage(endpoint: str, spec: Any, started_ts: float) -> Outage:
+    """Validate ``PUT /_sandbox/outages/<endpoint>``'s body; raise ``ValueError`` naming the bad field."""
+    if endpoint not in ENDPOINTS:
+        raise ValueError(f"endpoint must be one of {', '.join(ENDPOINTS)}")
+    if not isinstance(spec, dict):
+        raise ValueError("an outage is a JSON object")
+    allowed = ("mode", *OUTAGE_OPTIONS)
+    unknown = sorted(set(spec) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown outage field(s): {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    mode = spec.get("mode")
+    if mode not in OUTAGE_MODES:
+        raise ValueError(f"mode must be one of {', '.join(OUTAGE_MODES)}")
+    for name, (applies_to, _) in OUTAGE_OPTIONS.items():
+        if spec.get(name) is not None and applies_to != mode:
+            raise ValueError(f"{name} applies to mode {applies_to} only")
+    outage = Outage(endpoint, mode, started_ts=started_ts)
+    if mode == "html_5xx":
+        rule = "an integer HTTP status within 500-599"
+        status = _outage_number(spec.get("status", OUTAGE_OPTIONS["status"][1]), "status", rule)
+        if status != int(status) or not 500 <= status <= 599:
+            raise ValueError(f"status must be {rule}")
+        outage.status = int(status)
+    elif mode == "rate_limit":
+        rule = "a whole number of seconds >= 0"
+        retry_after = _outage_number(spec.get("retry_after", OUTAGE_OPTIONS["retry_after"][1]), "retry_after", rule)
+        if retry_after != int(retry_after) or retry_after < 0:
+            raise ValueError(f"retry_after must be {rule}")
+        outage.retry_after = int(retry_after)
+    else:
+        rule = "a number of seconds >= 0"
+        delay = _outage_number(spec.get("delay", OUTAGE_OPTIONS["delay"][1]), "delay", rule)
+        if delay < 0:
+            raise ValueError(f"delay must be {rule}")
+        outage.delay = delay
+    return outage
 
 
 # --------------------------------------------------------------------------- stats
@@ -203,7 +279,8 @@ class SandboxState:
                 self.receivers,
             )
         self.messages: list[Message] = rows
-        self.next_id = rows[-1].id + 1 if rows else FIRST_REPORT_ID
+        # Ids never go back, as on a real server, even across a reset: a client's watermark stays below them.
+        self.next_id = max(rows[-1].id + 1 if rows else FIRST_REPORT_ID, getattr(self, "next_id", 0))
         self.conversations: dict[tuple[str, str], list[Message]] = {}
         self._index(rows)
         self.ledger: list[LedgerEntry] = []
@@ -211,6 +288,8 @@ class SandboxState:
         self.faults: list[Fault] = []
         self.fault_rng = random.Random(f"faults:{cfg.seed}")
         self._next_fault_id = 1
+        #: Endpoint -> its outage. Kept by ``clear_faults``, cleared by ``reset``.
+        self.outages: dict[str, Outage] = {}
         self.windows: dict[tuple[str, str], list[float]] = {}
         self.stats = Stats()
 
@@ -297,6 +376,39 @@ class SandboxState:
                 record.entry["fault"] = fault.kind
                 return dataclasses.replace(fault)
             return None
+
+    # ------------------------------------------------------------------ outages
+
+    def start_outage(self, endpoint: str, spec: Any) -> dict[str, Any]:
+        """Put ``endpoint`` down (replacing an outage already on it); returns the outage."""
+        outage = parse_outage(endpoint, spec, time.time())
+        with self.lock:
+            self.outages[endpoint] = outage
+            return outage.to_dict()
+
+    def end_outage(self, endpoint: str) -> dict[str, Any] | None:
+        """End the outage of ``endpoint``; returns it, or None when there was none."""
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint must be one of {', '.join(ENDPOINTS)}")
+        with self.lock:
+            outage = self.outages.pop(endpoint, None)
+            return None if outage is None else outage.to_dict()
+
+    def list_outages(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [self.outages[name].to_dict() for name in ENDPOINTS if name in self.outages]
+
+    def take_outage(self, endpoint: str, record: RequestRecord) -> Outage | None:
+        """The outage answering this request, if ``endpoint`` is down (counted like a fault, kind "outage")."""
+        with self.lock:
+            outage = self.outages.get(endpoint)
+            if outage is None:
+                return None
+            outage.hits += 1
+            record.stats.faults_fired += 1
+            record.stats.faults_by_kind["outage"] += 1
+            record.entry["fault"] = "outage"
+            return dataclasses.replace(outage)
 
     # ------------------------------------------------------------------ stats
 

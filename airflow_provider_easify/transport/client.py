@@ -11,9 +11,9 @@ Every call of :class:`EasifyTransport.request` goes through the same steps:
 Retry rules. 401/402/403/400/422 never retry. A 429 holds every caller of the token for the time the
 server names, and the call waits it out. 5xx, timeouts, dropped connections and garbled answers
 retry with exponential backoff and jitter, up to ``max_retries``. A send (not idempotent on the
-server) retries blindly only what the server cannot have recorded (a 429, a connection that never
-reached it); after a failure that it may have recorded, ``on_ambiguous`` is asked first (it looks
-for the message) and either returns the recorded answer or clears the retry. ``max_retries=0``
+server) is repeated here only after what the server cannot have recorded (a 429, a connection that
+never reached it); a failure it may have recorded is raised at once, for :mod:`..hooks.sending` to
+look for the message and decide. ``max_retries=0``
 retries nothing, 429s included. All waits of one call for budget (pacer slots and 429s together)
 are bounded by ``max_rate_limit_wait``; past it the call raises :class:`EasifyRateLimitError`.
 
@@ -36,10 +36,16 @@ from urllib.parse import urlsplit
 
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
-from airflow_provider_easify.exceptions import EasifyRateLimitError, EasifyServerError, EasifyTransportError
+from airflow_provider_easify.exceptions import (
+    EasifyRateLimitError,
+    EasifyServerError,
+    EasifyTransportError,
+    may_have_been_recorded,
+)
 from airflow_provider_easify.transport.pacing import LocalPacer, Pacer, PacingRefused, Reservation, budget_digest
 from airflow_provider_easify.transport.responses import never_reached_server, parse_response
 from airflow_provider_easify.transport.settings import EasifyConnectionSettings
+from airflow_provider_easify.transport.watermark import TokenWatermark
 from airflow_provider_easify.utils.phone import mask_phone_numbers_in_text
 
 if TYPE_CHECKING:
@@ -50,11 +56,6 @@ Budget = Literal["read", "send"]
 MAX_RATE_LIMIT_RETRIES = 20
 #: Waits this short are slept even by a non-blocking transport.
 NEGLIGIBLE_WAIT = 0.01
-
-#: What ``on_ambiguous`` gets: the failure after which a send may have been recorded. It returns the
-#: recorded answer (a JSON body) to end the call, or None when the message was not recorded.
-AmbiguousResolver = Callable[[BaseException], "dict[str, Any] | None"]
-
 
 class PacingDeferred(Exception):
     """A slot is reserved ``delay`` seconds from now: sleep that long, then repeat the call."""
@@ -120,6 +121,7 @@ class EasifyTransport:
         self._redis_client_factory = redis_client_factory
         self._session: requests.Session | None = None
         self._pacers: dict[str, Pacer] | None = None
+        self._watermark: TokenWatermark | None = None
         self._prepaid: dict[str, list[float]] = {"read": [], "send": []}
         self._slots_taken = 0
         self._lock = threading.Lock()
@@ -164,6 +166,17 @@ class EasifyTransport:
             )
             for kind, rate in rates.items()
         }
+
+    @property
+    def watermark(self) -> TokenWatermark:
+        """The highest ``sms_id`` known for this token (shared through Redis when configured)."""
+        if self._watermark is None:
+            s = self.settings
+            self._watermark = TokenWatermark(
+                budget_digest(s.base_url, s.token), redis_client_factory=self._redis_client_factory,
+                name=str(s.pacing_redis_conn_id or ""),
+            )
+        return self._watermark
 
     # ------------------------------------------------------------------ budget
 
@@ -221,7 +234,6 @@ class EasifyTransport:
         files: dict[str, Any] | None = None,
         budget: Budget = "read",
         send: bool = False,
-        on_ambiguous: AmbiguousResolver | None = None,
         max_retries: int | None = None,
         paced: bool = True,
     ) -> dict[str, Any]:
@@ -234,22 +246,15 @@ class EasifyTransport:
         def attempt() -> dict[str, Any]:
             if paced:
                 self._take_slot(budget, call)
-            try:
-                return self._request_once(method, endpoint, params, json, data, files, budget)
-            except (EasifyServerError, EasifyTransportError) as exc:
-                if send and _maybe_recorded(exc) and on_ambiguous is not None:
-                    recorded = on_ambiguous(exc)
-                    if recorded is not None:
-                        return recorded
-                raise
+            return self._request_once(method, endpoint, params, json, data, files, budget)
 
         def retryable(exc: BaseException) -> bool:
             if isinstance(exc, EasifyRateLimitError):
                 return exc.status_code == 429  # a wait refused here, before any request, is final
             if not isinstance(exc, (EasifyServerError, EasifyTransportError)):
                 return False
-            # A send that may have been recorded retries only once on_ambiguous found it was not.
-            return not send or not _maybe_recorded(exc) or on_ambiguous is not None
+            # A send that may have been recorded is never repeated here: hooks.sending decides.
+            return not send or not may_have_been_recorded(exc)
 
         def stop(state: RetryCallState) -> bool:
             exc = state.outcome.exception() if state.outcome else None
@@ -329,11 +334,4 @@ class EasifyTransport:
         if self._session is not None:
             self._session.close()
             self._session = None
-
-
-def _maybe_recorded(exc: BaseException) -> bool:
-    """Whether the server may have done the work before this failure (a 5xx, a lost or garbled answer)."""
-    if isinstance(exc, EasifyTransportError):
-        return exc.request_sent
-    return isinstance(exc, EasifyServerError)
 
