@@ -326,6 +326,7 @@ class EasifyBulkSendSmsOperator(BaseOperator):
         The reservation is the one the burst is sent in: a deferral carries it to the resume, which
         sends in it unless it has already ended (a late resume reserves again).
         """
+        run.flush()
         block, run.block = run.block, None
         if block is None or block["end"] <= time.time():
             wait = hook.send_budget_wait()
@@ -459,10 +460,11 @@ class _RecipientStandIn:
 class _BulkRun:
     """The progress of one bulk run.
 
-    The results of the burst being sent are kept here; a deferral writes them once, to an XCom of their
-    own (:data:`BURST_XCOM`), and carries only a cursor, counters and the send slots it reserved, so what
-    goes to the metadata database at each deferral does not grow with the recipients and holds no phone
-    number. The end of the run reads the bursts back into the result.
+    The results of the burst being sent (one rate window) are kept here and written once, to an XCom of
+    their own (:data:`BURST_XCOM`), when the next burst starts; a deferral carries only a cursor, counters
+    and the send slots it reserved. What goes to the metadata database at each deferral does not grow
+    with the recipients, and the deferral's kwargs hold no phone number. The end of the run reads the
+    bursts back into the result.
     """
 
     KINDS = ("sent", "failed", "unconfirmed")
@@ -508,14 +510,22 @@ class _BulkRun:
     def counts(self) -> dict[str, int]:
         return {kind: self.base_counts[kind] + len(self.segment[kind]) for kind in self.KINDS}
 
+    def flush(self) -> None:
+        """Write the results since the last flush, once, to an XCom of their own (a burst: one rate window)."""
+        if self.ti is None or not any(self.segment.values()):
+            return
+        self.ti.xcom_push(key=BURST_XCOM.format(self.burst), value=self.segment)
+        self.base_counts = self.counts()
+        self.segment = {kind: {} for kind in self.KINDS}
+        self.burst += 1
+
     def suspend(self, cursor: int) -> dict[str, Any]:
-        """Write this burst's results and return what the deferral carries (no phone number in it)."""
-        progress: dict[str, Any] = {"cursor": cursor, "burst": self.burst + 1, "counts": self.counts()}
+        """What a deferral carries: a cursor, counters and the reserved slots, never a phone number."""
+        self.flush()
+        progress: dict[str, Any] = {"cursor": cursor, "burst": self.burst, "counts": self.counts()}
         if self.block is not None:
             progress["block"] = self.block
-        if self.ti is not None:
-            self.ti.xcom_push(key=BURST_XCOM.format(self.burst), value=self.segment)
-        else:
+        if self.ti is None:
             progress["carried"] = self._merged([self._carried or {}, self.segment])
         return progress
 
