@@ -160,12 +160,15 @@ def test_no_report_read_per_send(make_hook, sandbox):
     assert hook.send_watermark() == max(int(m["id"]) for m in sandbox.ledger())
 
 
-def test_the_watermark_only_rises(make_hook, sandbox):
+def test_a_watermark_above_the_servers_ids_is_corrected_by_the_next_send(make_hook, sandbox):
+    """A server whose ids went back (a sandbox started afresh, a restored database): the last id returned wins."""
     hook = _hook(make_hook)
-    store = hook.transport.watermark
-    store.raise_to(500_000)
-    store.raise_to(100)
-    assert store.known() == 500_000
+    hook.transport.watermark.note(900_000_000)
+    sms_id = hook.send_sms(SENDER, TO, "hello")
+    assert hook.send_watermark() == int(sms_id) < 900_000_000
+    sandbox.add_fault("send", "recorded_502", times=1)
+    second = hook.send_sms(SENDER, TO, "hello")  # found above the corrected watermark: not posted again
+    assert len(sandbox.ledger()) == 2 and int(second) > int(sms_id)
 
 
 def test_unconfirmed_error_survives_pickling():
@@ -181,28 +184,45 @@ def test_unconfirmed_error_survives_pickling():
 REDIS_CONN = "easify_watermark_redis"
 
 
-def _fresh_process_sends(args: tuple[str, str, str]) -> tuple[int | None, str]:
-    """A new "host": no watermark in its memory; it sends once and says what it knew before."""
-    conn, redis_conn, number = args
+def _fresh_process_sends(args: tuple[str, str, str, str]) -> tuple[int | None, str]:
+    """A new process: nothing in its memory; it sends once and says what it knew before."""
+    conn, redis_conn, pacing, number = args
     import os
 
     os.environ["AIRFLOW_CONN_EASIFY_HOSTS"] = conn
-    os.environ[f"AIRFLOW_CONN_{REDIS_CONN.upper()}"] = redis_conn
-    watermark_store.forget_all()
+    os.environ["EASIFY_PACING_DIR"] = pacing
+    if redis_conn:
+        os.environ[f"AIRFLOW_CONN_{REDIS_CONN.upper()}"] = redis_conn
+    watermark_store.forget_in_process()
     hook = EasifyHook(easify_conn_id="easify_hosts")
     known = hook.transport.watermark.known()
-    return known, hook.send_sms(SENDER, number, "from another host")
+    return known, hook.send_sms(SENDER, number, "from another process")
 
 
-def test_hosts_share_the_watermark_through_redis(sandbox):
+def _one_after_another(jobs: list[tuple[str, str, str, str]]) -> list[tuple[int | None, str]]:
+    context = multiprocessing.get_context("spawn")
+    results = []
+    for job in jobs:  # each new process starts from what the last one sent
+        with context.Pool(1) as pool:
+            results.append(pool.map(_fresh_process_sends, [job])[0])
+    return results
+
+
+def test_hosts_share_the_watermark_through_redis(sandbox, tmp_path):
     with RedisServer() as redis:
         conn = conn_json(sandbox.api_url, sandbox.token, {**FAST, "pacing_redis_conn_id": REDIS_CONN})
-        jobs = [(conn, redis.conn_json(), f"+1315138{n:04d}") for n in range(3)]
-        context = multiprocessing.get_context("spawn")
-        results = []
-        for job in jobs:  # one after another: each new host starts from what the last one sent
-            with context.Pool(1) as pool:
-                results.append(pool.map(_fresh_process_sends, [job])[0])
+        # Each "host" has its own pacing directory: only Redis can carry the id from one to the next.
+        results = _one_after_another(
+            [(conn, redis.conn_json(), str(tmp_path / f"host{n}"), f"+1315138{n:04d}") for n in range(3)]
+        )
     assert results[0][0] is None, "the first host knew nothing"
     assert [known for known, _ in results[1:]] == [int(sms_id) for _, sms_id in results[:-1]]
     assert _report_reads(sandbox) == 1, "only the first host read an id"
+
+
+def test_processes_of_one_machine_share_the_watermark(sandbox, tmp_path):
+    conn = conn_json(sandbox.api_url, sandbox.token, FAST)
+    results = _one_after_another([(conn, "", str(tmp_path / "machine"), f"+1315139{n:04d}") for n in range(3)])
+    assert results[0][0] is None
+    assert [known for known, _ in results[1:]] == [int(sms_id) for _, sms_id in results[:-1]]
+    assert _report_reads(sandbox) == 1, "only the first process read an id"

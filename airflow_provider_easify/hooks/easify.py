@@ -321,7 +321,7 @@ class EasifyHook(ConversationQueries, TrackingQueries, BaseHook):
     def send_watermark(self, sender: str | None = None, receiver: str | None = None) -> int | None:
         """The highest ``sms_id`` known for this token: every later message has a higher id.
 
-        Known from the sends of this token (in this process, and on every host with
+        Known from the sends of this token (every process of this machine shares it, and every host with
         ``pacing_redis_conn_id``); a process that knows none reads one from the report, once. None when
         unknown (the report could not be read). ``sender`` and ``receiver`` are accepted for
         compatibility: ids grow across the account, so one watermark serves every conversation.
@@ -453,7 +453,7 @@ class _HookSendPort:
             self._read_failed_at = time.monotonic()
             self.log.warning("Could not read the latest message id (%s); sending without one", type(exc).__name__)
             return None
-        store.raise_to(latest)
+        store.note(latest)
         return latest
 
     def _latest_message_id(self) -> int:
@@ -473,7 +473,7 @@ class _HookSendPort:
         return max((int_id(row.get("id")) for row in body.get("data") or []), default=0)
 
     def note_sent(self, sms_id: int) -> None:
-        self.hook.transport.watermark.raise_to(sms_id)
+        self.hook.transport.watermark.note(sms_id)
 
     def report_rows(
         self, sender: str, receiver: str, *, since: dt.datetime | None, page_size: int

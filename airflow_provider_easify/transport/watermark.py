@@ -1,94 +1,122 @@
-"""The token's send watermark: the highest ``sms_id`` any send of this token is known to have returned.
+"""The token's send watermark: the ``sms_id`` the last send of this token returned.
 
 Message ids grow across the account, so every message created after a send answered has a higher id
 than that send's. A send therefore needs no read of the report to know which messages are older than
-itself: the last id returned to *any* caller of the token bounds them all. The never-twice lookup
-(:mod:`..hooks.sending`) only considers rows above it.
+itself: the id the last send of *any* caller of the token returned bounds them all. The never-twice
+lookup (:mod:`..hooks.sending`) only considers rows above it.
 
-The value is kept per token (a hash of the API URL and token, never the token) in this process and,
-when the connection names ``pacing_redis_conn_id``, in Redis too, so that every host raises and reads
-one value. It only ever goes up. Redis failing costs nothing but sharing: the process's own value is
-used until Redis answers again.
+The value is kept per token (a hash of the API URL and token, never the token) in this process and in
+one place every caller shares: Redis when the connection names ``pacing_redis_conn_id`` (every host),
+else a small file in the pacing directory (every process of this machine, so that mapped tasks do not
+each read one). The last id returned is stored, not the highest ever seen: a lower value only makes the
+lookup consider more rows, while a value above the server's ids (a sandbox started afresh, a database
+restored) would hide the very message looked for; the next send's id corrects it.
+
+A shared store that fails costs nothing but sharing: the process's own value is used meanwhile.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
+import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from airflow_provider_easify.transport.pacing import pacing_dir
+
 KEY_PREFIX = "easify:watermark:v1"
-#: The Redis key outlives the last send by this long (a fresh value is read once per process after it).
+#: The Redis key outlives the last send by this long (a process then reads one id from the report).
 KEY_TTL_SECONDS = 7 * 24 * 3600
-#: Seconds before a failed Redis is asked again.
-RETRY_REDIS_AFTER = 15.0
+#: Seconds before a failed shared store is asked again.
+RETRY_SHARED_AFTER = 15.0
 
 log = logging.getLogger(__name__)
 
-_LOCAL: dict[str, int] = {}
-_LOCAL_LOCK = threading.Lock()
-
-# KEYS[1] the watermark. ARGV: a new id (0: only read), ttl seconds. Answers the stored value after the call.
-_SCRIPT = """
-local stored = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-local new = tonumber(ARGV[1])
-if new > stored then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-  return ARGV[1]
-end
-if stored > 0 and new > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-return tostring(stored)
-"""
+_PROCESS: dict[str, int] = {}
+_PROCESS_LOCK = threading.Lock()
 
 
 class TokenWatermark:
-    """The highest ``sms_id`` known for one token (``digest``); shared through Redis with a client factory."""
+    """The last ``sms_id`` a send of one token (``digest``) returned: in this process and a shared store."""
 
     def __init__(self, digest: str, *, redis_client_factory: Callable[[], Any] | None = None, name: str = "") -> None:
         self.digest = digest
-        self.key = f"{KEY_PREFIX}:{digest}"
         self.name = name
-        self._client_factory = redis_client_factory
-        self._script: Any = None
+        self._redis_factory = redis_client_factory
+        self._redis: Any = None
         self._failed_until = 0.0
 
     def known(self) -> int | None:
-        """The highest id known here or in Redis; None when no send of this token returned one yet."""
-        shared = self._redis(0)
-        with _LOCAL_LOCK:
-            if shared:
-                _LOCAL[self.digest] = max(_LOCAL.get(self.digest, 0), shared)
-            value = _LOCAL.get(self.digest)
-        return value
+        """The shared value (or this process's, while the shared store fails); None when no send returned one."""
+        shared = self._shared(None)
+        with _PROCESS_LOCK:
+            if shared is not None:
+                _PROCESS[self.digest] = shared
+            return _PROCESS.get(self.digest)
 
-    def raise_to(self, sms_id: int) -> None:
-        """Note an id a send returned (or a read saw): the watermark becomes at least ``sms_id``."""
+    def note(self, sms_id: int) -> None:
+        """A send returned ``sms_id`` (or a read saw it as the newest): every later message has a higher id."""
         if sms_id <= 0:
             return
-        with _LOCAL_LOCK:
-            _LOCAL[self.digest] = max(_LOCAL.get(self.digest, 0), sms_id)
-        self._redis(sms_id)
+        with _PROCESS_LOCK:
+            _PROCESS[self.digest] = sms_id
+        self._shared(sms_id)
 
-    def _redis(self, new: int) -> int | None:
-        if self._client_factory is None or time.monotonic() < self._failed_until:
+    # ------------------------------------------------------------------ the shared store
+
+    def _shared(self, new: int | None) -> int | None:
+        """Store ``new`` (when given) or read the shared value; None when there is none or the store failed."""
+        if time.monotonic() < self._failed_until:
             return None
         try:
-            if self._script is None:
-                self._script = self._client_factory().register_script(_SCRIPT)
-            answer = self._script(keys=[self.key], args=[int(new), KEY_TTL_SECONDS])
-            return int(float(answer))
-        except Exception as exc:  # noqa: BLE001 - any Redis failure: this process's value is used meanwhile
-            self._failed_until = time.monotonic() + RETRY_REDIS_AFTER
+            if self._redis_factory is not None:
+                return self._in_redis(new)
+            return self._in_file(new)
+        except Exception as exc:  # noqa: BLE001 - any failure: this process's value is used meanwhile
+            self._failed_until = time.monotonic() + RETRY_SHARED_AFTER
+            where = f"Redis ({self.name})" if self._redis_factory is not None else "the pacing directory"
             log.warning(
-                "Easify send watermark through Redis (%s) failed (%s); using this process's value", self.name,
-                type(exc).__name__,
+                "Easify send watermark in %s failed (%s); using this process's value", where, type(exc).__name__
             )
             return None
 
+    def _in_redis(self, new: int | None) -> int | None:
+        if self._redis is None:
+            assert self._redis_factory is not None
+            self._redis = self._redis_factory()
+        key = f"{KEY_PREFIX}:{self.digest}"
+        if new is not None:
+            self._redis.set(key, int(new), ex=KEY_TTL_SECONDS)
+            return new
+        value = self._redis.get(key)
+        return int(value) if value is not None else None
 
-def forget_all() -> None:
-    """Drop every watermark this process knows (tests: a fresh process)."""
-    with _LOCAL_LOCK:
-        _LOCAL.clear()
+    def _in_file(self, new: int | None) -> int | None:
+        with _locked(pacing_dir() / f"{self.digest}.watermark") as fd:
+            if new is not None:
+                os.pwrite(fd, struct.pack("q", int(new)), 0)
+                os.ftruncate(fd, 8)
+                return new
+            raw = os.pread(fd, 8, 0)
+            return struct.unpack("q", raw)[0] if len(raw) == 8 else None
+
+
+@contextlib.contextmanager
+def _locked(path: os.PathLike[str]) -> Iterator[int]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def forget_in_process() -> None:
+    """Drop what this process knows (tests: a process that starts afresh)."""
+    with _PROCESS_LOCK:
+        _PROCESS.clear()
