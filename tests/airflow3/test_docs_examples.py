@@ -77,4 +77,5 @@ def test_docs_example_runs(where, code, sandbox, monkeypatch, tmp_path):
     for name, value in list(namespace.items()):
         if name.startswith("test_") and inspect.isfunction(value):
             params = inspect.signature(value).parameters
-            value(**({"easify_sandbox": sandbox} if "easify_sandbox" in params else {}))
+            fixtures = {"easify_sandbox": sandbox, "monkeypatch": monkeypatch, "tmp_path": tmp_path}
+            value(**{name: fixture for name, fixture in fixtures.items() if name in params})
