@@ -228,12 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     figures = []
     for row in reads:
         ambiguous = "ambiguous" in row["scenario"]
-        goal = "<= 2 + lookups of ambiguous sends" if ambiguous else "<= 2"
-        limit = 2 + 2 * row["ambiguous_sends"] * 100 / row["sends"] if ambiguous else 2
+        # The goal is per run of 100 sends: at most 2 reads (plus a lookup, or two, per ambiguous send).
+        goal = "<= 2 per run + lookups of ambiguous sends" if ambiguous else "<= 2 per run"
+        limit = 2 + 2 * row["ambiguous_sends"]
         exact = row["in_ledger"] == row["sends"] == row["distinct_recipients"]
         figures.append(common.figure(
             f"report reads per 100 sends: {row['scenario']}", row["reads_per_100"], goal=goal,
-            met=row["reads_per_100"] <= limit and exact,
+            met=row["report_reads"] <= limit and exact,
             note=f"{row['report_reads']} reads for {row['sends']} sends; {row['ambiguous_sends']} ambiguous; "
                  f"before: 100 per 100",
         ))

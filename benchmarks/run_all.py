@@ -32,6 +32,7 @@ SCRIPTS = {
     "pacing": "bench_pacing.py",
     "hosts": "bench_hosts.py",
     "never_twice": "bench_never_twice.py",
+    "send_reads": "bench_send_reads.py",
     "wait": "bench_wait.py",
     "export": "bench_export.py",
     "tracking": "bench_tracking.py",

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = {"parse", "pacing", "wait", "export", "hosts", "never_twice", "tracking", "inbound"}
+BENCHMARKS = {"parse", "pacing", "wait", "export", "hosts", "never_twice", "send_reads", "tracking", "inbound"}
 
 
 def test_run_all_smoke_mode_runs_every_benchmark_and_writes_their_figures(tmp_path: Path) -> None:
@@ -66,6 +66,15 @@ def test_run_all_smoke_mode_runs_every_benchmark_and_writes_their_figures(tmp_pa
         for run in runs:  # whatever the server's reading, every send exactly once
             assert (run["duplicates"], run["lost"], run["wrong_ids"]) == (0, 0, 0), (reading, run)
             assert run["in_ledger"] == run["sends"], reading
+
+    send_reads = latest["benchmarks"]["send_reads"]["result"]["details"]
+    for run in send_reads["reads"]:  # every message once, and no report read per send
+        assert run["in_ledger"] == run["distinct_recipients"] == run["sends"], run
+        if "ambiguous" not in run["scenario"]:
+            assert run["report_reads"] <= 2, run
+    for run in send_reads["deferral_bytes"]:  # the bytes of a deferral do not grow with the recipients
+        assert run["sent"] == run["in_ledger"] == run["recipients"] and run["deferrals"] >= 1, run
+        assert 0 < run["max_bytes_per_deferral"] < 20_000, run
 
     parse = latest["benchmarks"]["parse"]["result"]["details"]
     assert parse["missing"] == [] and len(parse["runs_ms"]) == 1

@@ -81,6 +81,32 @@ def test_ambiguous_send_while_the_report_is_down_is_posted_once_and_unconfirmed(
     assert int(first) < int(ledger[-1]["id"])
 
 
+def test_a_dropped_connection_of_the_lookup_is_unconfirmed(make_hook, sandbox):
+    hook = _hook(make_hook)
+    hook.send_sms(SENDER, TO, "before")
+    sandbox.add_fault("send", "recorded_drop", times=1)
+    sandbox.add_fault("report", "drop", times=10)
+    with pytest.raises(EasifySendUnconfirmedError):
+        hook.send_sms(SENDER, TO, "again")
+    assert len(sandbox.ledger()) == 2
+
+
+def test_the_notifier_alerts_while_the_report_is_down_and_never_twice(make_hook, sandbox):
+    from airflow_provider_easify.notifications.easify import EasifySmsNotifier
+
+    hook = _hook(make_hook)
+    notifier = EasifySmsNotifier(
+        from_number=SENDER, to_number=[TO, "+13151350001"], message="Pipeline failed", easify_conn_id=hook.easify_conn_id
+    )
+    with sandbox.outage("report", mode="html_5xx", status=503):
+        notifier.notify({})  # the read side is down: the alert still goes out
+        assert len(sandbox.ledger()) == 2
+        sandbox.add_fault("send", "recorded_502", times=1)
+        with pytest.raises(EasifySendUnconfirmedError, match="unconfirmed for 1 of 2"):
+            notifier.notify({})
+    assert len(sandbox.ledger()) == 4, "each alert once: the unconfirmed one was not posted again"
+
+
 @pytest.mark.parametrize("status", [400, 422, 404])
 def test_a_4xx_from_the_lookup_is_unconfirmed_not_the_sends_validation_error(make_hook, sandbox, status):
     hook = _hook(make_hook)
