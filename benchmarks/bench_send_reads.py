@@ -60,6 +60,7 @@ def hook_loop(numbers: list[str]) -> dict[str, Any]:
 def _mapped_task_instance(number: str) -> str:
     from airflow_provider_easify.operators.sms import EasifySendSmsOperator
 
+    common.allow_direct_execute()
     operator = EasifySendSmsOperator(
         task_id="send", from_number=common.SENDER, to_number=number, message="reads per send", easify_conn_id=CONN_ID
     )
@@ -68,8 +69,12 @@ def _mapped_task_instance(number: str) -> str:
 
 def mapped_operator(numbers: list[str]) -> dict[str, Any]:
     # A fresh process per task instance, as a worker runs them; they share this machine's pacing directory.
-    with multiprocessing.get_context("fork").Pool(2, maxtasksperchild=1) as pool:
+    pool = multiprocessing.get_context("fork").Pool(2, maxtasksperchild=1)
+    try:
         pool.map(_mapped_task_instance, numbers, chunksize=1)
+    finally:
+        pool.close()
+        pool.join()
     return {}
 
 

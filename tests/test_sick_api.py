@@ -96,7 +96,8 @@ def test_the_notifier_alerts_while_the_report_is_down_and_never_twice(make_hook,
 
     hook = _hook(make_hook)
     notifier = EasifySmsNotifier(
-        from_number=SENDER, to_number=[TO, "+13151350001"], message="Pipeline failed", easify_conn_id=hook.easify_conn_id
+        from_number=SENDER, to_number=[TO, "+13151350001"], message="Pipeline failed",
+        easify_conn_id=hook.easify_conn_id,
     )
     with sandbox.outage("report", mode="html_5xx", status=503):
         notifier.notify({})  # the read side is down: the alert still goes out

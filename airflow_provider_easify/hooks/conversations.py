@@ -1,18 +1,35 @@
-"""Questions about one conversation (an account number and a contact), answered from its chat history:
-a message's status, the messages after a reference, the replies."""
+"""Questions about one conversation (an account number and a contact): a message's status, the messages
+after a reference, the replies.
+
+They are answered from the SMS report (``sender`` and ``receiver`` filters, ``order=desc``), not from
+chat history: whether chat history's ``limit`` takes the newest or the oldest messages, and in which
+order it lists them, is not documented, and a server that takes the oldest ``limit`` rows (Laravel's
+``paginate()`` on an ascending query) would hide every new message of a long conversation. The report's
+order and filters are documented. The order of rows *within* a page does not matter, nor does a server
+serving fewer rows than asked.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+import pendulum
 
 from airflow_provider_easify.exceptions import EasifyInvalidParameterError
 from airflow_provider_easify.utils import dates
 from airflow_provider_easify.utils import params as checks
-from airflow_provider_easify.utils.phone import mask_phone
+from airflow_provider_easify.utils.phone import parse_phone_number
 
-#: Chat-history reads grow through these limits until the reference message is reached.
-_HISTORY_LIMITS = (10, 100, 1000)
+if TYPE_CHECKING:
+    from airflow_provider_easify.transport.settings import EasifyConnectionSettings
+
+#: Report rows asked for per page when reading one conversation.
+CONVERSATION_PAGE_SIZE = 100
+#: How far back a conversation is read when no day is given: with tomorrow, one 30-day report window.
+CONVERSATION_LOOKBACK_DAYS = 28
 
 
 def same_sms_id(left: object, right: object) -> bool:
@@ -25,10 +42,16 @@ class ConversationQueries:
 
     if TYPE_CHECKING:  # provided by EasifyHook
         log: Any
+        settings: EasifyConnectionSettings
 
-        def get_chat_history(
-            self, sender: str, receiver: str, *, country_code: str | None = None, limit: int = 10
-        ) -> list[dict[str, Any]]: ...
+        def iter_recent_report(
+            self,
+            *,
+            sender: str | None,
+            receiver: str | None = None,
+            since: str | dt.date | dt.datetime | None = None,
+            page_size: int | None = None,
+        ) -> Iterator[dict[str, Any]]: ...
 
     def get_sms_status(
         self, sms_id: str | int, sender: str, receiver: str, *, country_code: str | None = None
@@ -62,28 +85,41 @@ class ConversationQueries:
         """The messages of a conversation (both directions) newer than message ``after_id``, oldest first.
 
         With ``since`` (a timezone-aware datetime), only those created at or after it; ``created_at`` is
-        read in ``timezone``. Reads the newest 10, then 100, then 1000 messages until the reference is reached.
+        read in ``timezone``. Read from the SMS report, newest first, until a full page of older messages
+        (or the end): usually one read.
         """
         reference = checks.message_id(after_id, "after_id")
         newer: list[dict[str, Any]] = []
-        for limit in _HISTORY_LIMITS:
-            rows = self.get_chat_history(sender, receiver, country_code=country_code, limit=limit)
-            newer = [
-                row for row in rows if checks.int_id(row.get("id")) > reference and _not_before(row, since, timezone)
-            ]
-            if len(newer) < len(rows) or len(rows) < limit:
-                break
-        else:
-            self.log.warning(
-                "More than %d messages with %s since message %s: only the newest are searched",
-                _HISTORY_LIMITS[-1], mask_phone(receiver), reference,
-            )
+        older_in_a_row = 0
+        for row in self._conversation_rows(sender, receiver, country_code, since):
+            if checks.int_id(row.get("id")) <= reference:
+                older_in_a_row += 1
+                if older_in_a_row >= CONVERSATION_PAGE_SIZE:  # a late row is never a page behind
+                    break
+                continue
+            older_in_a_row = 0
+            if _not_before(row, since, timezone):
+                newer.append(row)
         return sorted(newer, key=lambda row: checks.int_id(row.get("id")))
 
     def newest_message_id(self, sender: str, receiver: str, *, country_code: str | None = None) -> int:
-        """The id of the newest message of a conversation (0 when empty): a watermark taken before a send."""
-        rows = self.get_chat_history(sender, receiver, country_code=country_code, limit=1)
-        return max((checks.int_id(row.get("id")) for row in rows), default=0)
+        """The id of the newest message of a conversation (0 when empty): a reference taken before a question.
+
+        The highest id of the report's first page of the conversation, whatever the order within it.
+        """
+        rows = self._conversation_rows(sender, receiver, country_code, None)
+        return max((checks.int_id(row.get("id")) for row in itertools.islice(rows, CONVERSATION_PAGE_SIZE)), default=0)
+
+    def _conversation_rows(
+        self, sender: str, receiver: str, country_code: str | None, since: dt.datetime | None
+    ) -> Iterator[dict[str, Any]]:
+        recipient = parse_phone_number(receiver, country_code, parameter="receiver")
+        first: dt.date | dt.datetime = since if since is not None else (
+            pendulum.now(self.settings.server_timezone).date() - dt.timedelta(days=CONVERSATION_LOOKBACK_DAYS)
+        )
+        return self.iter_recent_report(
+            sender=sender, receiver=recipient.e164, since=first, page_size=CONVERSATION_PAGE_SIZE
+        )
 
     def get_replies(
         self, sender: str, receiver: str, *, after_id: int | str, country_code: str | None = None

@@ -254,7 +254,12 @@ class EasifyHook(ConversationQueries, TrackingQueries, BaseHook):
     def get_chat_history(
         self, sender: str, receiver: str, *, country_code: str | None = None, limit: int = 10
     ) -> list[dict[str, Any]]:
-        """Return the newest ``limit`` messages of a conversation (both directions), newest first."""
+        """Return ``limit`` messages of a conversation (both directions), as the server chooses them.
+
+        The vendor documents ``limit`` only as "Pagination Limit": a server may answer the newest or the
+        oldest ``limit`` messages, in either order. The provider's own waits read the SMS report instead
+        (:mod:`.conversations`).
+        """
         params = {
             "sender": sender_digits(sender, parameter="sender"),
             **_recipient_params(parse_phone_number(receiver, country_code, parameter="receiver"), "receiver"),

@@ -216,8 +216,9 @@ Readings of the vendor text
 Where the vendor text leaves a server free, switches pick the reading, so that clients can be tested
 against each: ``trim_strings`` (Laravel's TrimStrings: a sent message is stored without surrounding
 whitespace; off: stored as sent), ``normalize_newlines`` (CRLF and CR stored as LF),
-``history_order`` (chat history's ``limit`` takes the newest rows newest first, the oldest rows oldest
-first, or the newest rows in any order), ``visibility_delay_seconds`` (a message shows in chat history
+``history_order`` (chat history's ``limit`` takes the newest rows newest first, the oldest rows
+oldest first (``oldest_first``) or newest first (``oldest_newest_first``), or the newest rows in any
+order), ``visibility_delay_seconds`` (a message shows in chat history
 and the report only that long after it was created), ``max_page_size`` (``limit`` silently clamped)
 and ``limit_refused_above`` (a larger ``limit`` answered 422). Faults with ``body`` "html" or "empty"
 answer a 5xx as a gateway would.

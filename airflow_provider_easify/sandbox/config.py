@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-HISTORY_ORDERS = ("newest_first", "oldest_first", "shuffled")
+HISTORY_ORDERS = ("newest_first", "oldest_first", "shuffled", "oldest_newest_first")
 
 
 @dataclass

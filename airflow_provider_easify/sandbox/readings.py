@@ -20,6 +20,7 @@ READINGS: dict[str, dict[str, Any]] = {
     "newlines-normalised": {"normalize_newlines": True},
     "history-oldest-first": {"history_order": "oldest_first"},
     "history-shuffled": {"history_order": "shuffled"},
+    "history-oldest-n-newest-first": {"history_order": "oldest_newest_first"},
     "late-visibility": {"visibility_delay_seconds": 1.5},
     "fewer-rows-than-asked": {"max_page_size": 3},
 }

@@ -599,14 +599,18 @@ class SandboxState:
             return [m.render(now, *lifecycle) for m in rows]
 
     def conversation(self, sender: str, receiver: str, limit: int) -> list[dict[str, Any]]:
-        """Newest ``limit`` messages (by id) between an account number and a customer, both directions."""
+        """``limit`` messages between an account number and a customer, both directions: the newest by id,
+        or the oldest with the ``oldest_*`` history orders (see :data:`.config.HISTORY_ORDERS`)."""
         with self.lock:
             now = time.time()
             visible_until = self._visible_until()
             messages = [m for m in self.conversations.get((sender, receiver), []) if m.ts <= visible_until]
             order = self.config.history_order
-            if order == "oldest_first":
+            if order in ("oldest_first", "oldest_newest_first"):
+                # Laravel's paginate($limit) on an ascending query: the oldest rows, listed either way.
                 chosen = heapq.nsmallest(limit, messages, key=_id_key)
+                if order == "oldest_newest_first":
+                    chosen.reverse()
             else:
                 chosen = heapq.nlargest(limit, messages, key=_id_key)
                 if order == "shuffled":

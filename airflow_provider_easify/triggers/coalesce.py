@@ -3,14 +3,14 @@ reply wait, at once.
 
 Each waiting :class:`~.sms.EasifySmsStatusTrigger` or :class:`~.sms.EasifyBulkSmsStatusTrigger` joins
 the poller of its connection and account number instead of polling on its own. Each round, the poller
-asks for every waited message in one go (:func:`~..utils.waiting.fetch_status_rows`: one chat-history
-read for a single message, otherwise one SMS-report read per page of the sender's messages) and hands
-each waiter its rows; the waiter decides whether its wait is over. K waiting triggers thus cost about
-ceil(K / page size) + 1 reads a round, not K.
+asks for every waited message in one go (:func:`~..utils.waiting.fetch_status_rows`: one read of the
+conversation in the SMS report for a single message, otherwise one read per page of the sender's
+messages) and hands each waiter its rows; the waiter decides whether its wait is over. K waiting
+triggers thus cost about ceil(K / page size) + 1 reads a round, not K.
 
 Reply triggers of one account number share a :class:`ReplyPoller` the same way: one scan of the
 sender's SMS report a round finds the new incoming messages of every awaited contact (one
-chat-history walk when a single reply is awaited).
+read of the conversation when a single reply is awaited).
 
 A trigger that ends or is cancelled leaves; the poller stops when nobody waits. Rounds come every
 ``min(poke_interval)`` of the waiters. A transient failure (5xx, timeout, 429, waiting for budget) only

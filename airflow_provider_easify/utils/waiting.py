@@ -60,7 +60,7 @@ def status_outcome(status: str | None, target_statuses: Sequence[str], failure_s
 def status_event(
     row: dict[str, Any] | None, target_statuses: Sequence[str], failure_statuses: Sequence[str]
 ) -> dict[str, Any] | None:
-    """The event that ends the wait for this chat-history row (the message), or None to keep waiting."""
+    """The event that ends the wait for this row (the message), or None to keep waiting."""
     status = None if row is None else row.get("status")
     outcome = status_outcome(status, target_statuses, failure_statuses)
     if outcome == "success":
@@ -127,8 +127,9 @@ def fetch_status_rows(hook: Any, sender: str, waits: Sequence[StatusWait]) -> di
     """The rows of every message the waits ask for, in as few reads as it takes.
 
     The sensors' ``poke`` and the triggers' poll (alone or coalesced) all call this. One message of a
-    known conversation is one chat-history read; anything more is the SMS report, one read per page of
-    the sender's messages scanned (:meth:`EasifyHook.find_sms_rows`).
+    known conversation is one read of that conversation in the SMS report; anything more is one read per
+    page of the sender's messages scanned (:meth:`EasifyHook.find_sms_rows`). Never chat history, whose
+    ``limit`` may take the oldest rows.
     """
     ids = sorted({sms_id for wait in waits for sms_id in wait.sms_ids})
     if len(waits) == 1 and len(ids) == 1 and waits[0].receiver:
@@ -166,8 +167,8 @@ def fetch_replies(hook: Any, sender: str, waits: Sequence[ReplyWait]) -> dict[st
     """The incoming messages newer than each wait's reference, by contact, oldest first, in few reads.
 
     The reply sensor's ``poke`` and the reply triggers' poll (alone or coalesced) all call this. One
-    wait is one chat-history walk of its conversation; several are one scan of the sender's SMS report
-    (today and the days around it), newest first, down to the oldest reference.
+    wait is one read of its conversation in the SMS report; several are one scan of the sender's SMS
+    report (today and the days around it), newest first, down to the oldest reference.
     """
     if len(waits) == 1:
         wait = waits[0]
