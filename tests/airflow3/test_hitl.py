@@ -13,6 +13,7 @@ import pytest
 
 from airflow_provider_easify.exceptions import EasifyInvalidParameterError
 from airflow_provider_easify.operators.hitl import ANSWER_HELP, EasifySmsApprovalOperator
+from airflow_provider_easify.sandbox.readings import READINGS
 from airflow_provider_easify.triggers.hitl import HINT_TEXT, EasifySmsApprovalTrigger
 from airflow_provider_easify.utils.segments import count_segments
 from tests.test_sensors import wait_for
@@ -169,3 +170,20 @@ def test_the_trigger_round_trips_its_kwargs():
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_easify.triggers.hitl.EasifySmsApprovalTrigger"
     assert EasifySmsApprovalTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+@pytest.mark.parametrize("reading", list(READINGS), ids=list(READINGS))
+def test_approval_answered_by_sms_on_every_reading(airflow_home, sandbox, make_hook, reading):
+    """A long conversation with an old "yes" in it, on every reading of chat history's ``limit``: the
+    question's answer is the reply after it, and a reply that is no answer gets the hint once."""
+    sandbox.configure(send_limit=0, read_limit=0, **READINGS[reading])
+    hook = make_hook()
+    for n in range(12):
+        hook.send_sms(SENDER, APPROVER, f"older message {n}")
+        if n % 4 == 0:
+            sandbox.inject_incoming(SENDER, APPROVER, "yes" if n == 4 else f"old reply {n}")
+    result = run_example(airflow_home, sandbox, "what is this?", "no")
+    result.assert_success()
+    assert result.tasks == {"approve_load": "success", "load": "skipped"}, "the old yes did not approve"
+    assert result.xcoms["approve_load"]["chosen_options"] == ["Reject"]
+    assert [m["receiver"] for m in sandbox.ledger() if m["message"] == HINT_TEXT] == [APPROVER]
