@@ -23,9 +23,6 @@ from airflow_provider_easify.utils import dates
 from airflow_provider_easify.utils import params as checks
 from airflow_provider_easify.utils.phone import parse_phone_number
 
-if TYPE_CHECKING:
-    from airflow_provider_easify.transport.settings import EasifyConnectionSettings
-
 #: Report rows asked for per page when reading one conversation.
 CONVERSATION_PAGE_SIZE = 100
 #: How far back a conversation is read when no day is given: with tomorrow, one 30-day report window.
@@ -42,7 +39,7 @@ class ConversationQueries:
 
     if TYPE_CHECKING:  # provided by EasifyHook
         log: Any
-        settings: EasifyConnectionSettings
+        settings: Any
 
         def iter_recent_report(
             self,

@@ -31,7 +31,7 @@ from airflow_provider_easify.hooks import connection, sending
 from airflow_provider_easify.hooks.conversations import ConversationQueries, same_sms_id
 from airflow_provider_easify.hooks.pagination import SortKey, paginate
 from airflow_provider_easify.hooks.tracking import TrackingQueries
-from airflow_provider_easify.transport.client import MAX_RATE_LIMIT_RETRIES, Budget, EasifyTransport
+from airflow_provider_easify.transport.client import MAX_RATE_LIMIT_RETRIES, Budget, EasifyTransport, PacingDeferred
 from airflow_provider_easify.transport.settings import DEFAULT_BASE_URL, EasifyConnectionSettings
 from airflow_provider_easify.utils import dates
 from airflow_provider_easify.utils import params as checks
@@ -452,8 +452,8 @@ class _HookSendPort:
             return None
         try:
             latest = self._latest_message_id()
-        except (EasifyAuthError, EasifyPaymentRequiredError, EasifyPlanError):
-            raise  # the token itself is refused: the send would be too
+        except (EasifyAuthError, EasifyPaymentRequiredError, EasifyPlanError, PacingDeferred):
+            raise  # the token itself is refused (the send would be too); or a trigger waits for budget
         except Exception as exc:  # noqa: BLE001 - a failed read never holds a send back
             self._read_failed_at = time.monotonic()
             self.log.warning("Could not read the latest message id (%s); sending without one", type(exc).__name__)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -68,18 +67,46 @@ class EasifySmsNotifier(BaseNotifier):
 
     def notify(self, context: Context) -> None:
         hook = EasifyHook(easify_conn_id=self.easify_conn_id)
-        numbers = [self.to_number] if isinstance(self.to_number, str) else list(self.to_number)
-        failures, unconfirmed = [], []
-        for number in numbers:
+        outcomes: list[str | EasifyError] = []
+        for number in self._numbers():
             try:
-                sms_id = hook.send_sms(self.from_number, number, self.message, country_code=self.country_code)
-            except EasifySendUnconfirmedError as exc:  # may have gone out: never posted again blindly
-                unconfirmed.append(str(exc))
-                continue
+                outcomes.append(hook.send_sms(self.from_number, number, self.message, country_code=self.country_code))
             except EasifyError as exc:
-                failures.append(f"{mask_phone(number)}: {exc}")
-                continue
-            self.log.info("Notification SMS %s sent to %s", sms_id, mask_phone(number))
+                outcomes.append(exc)
+        self._report(outcomes)
+
+    async def async_notify(self, context: Context) -> None:
+        """Send from the triggerer (Deadline Alerts, async callbacks): every wait for budget and every
+        backoff is an ``asyncio.sleep`` on the event loop (:mod:`..utils.triggerer_sends`)."""
+        from airflow_provider_easify.hooks.easify import EasifyTriggerHook
+        from airflow_provider_easify.utils.triggerer_sends import send_sms_on_the_loop
+
+        hook = EasifyTriggerHook(easify_conn_id=self.easify_conn_id)
+        outcomes: list[str | EasifyError] = []
+        for number in self._numbers():
+            try:
+                outcomes.append(await send_sms_on_the_loop(
+                    self.easify_conn_id, self.from_number, number, self.message or "",
+                    country_code=self.country_code, hook=hook,
+                ))
+            except EasifyError as exc:
+                outcomes.append(exc)
+        self._report(outcomes)
+
+    def _numbers(self) -> list[str]:
+        return [self.to_number] if isinstance(self.to_number, str) else list(self.to_number)
+
+    def _report(self, outcomes: list[str | EasifyError]) -> None:
+        """Log each sent SMS; raise for those not sent, or unconfirmed (never posted again blindly)."""
+        numbers = self._numbers()
+        failures, unconfirmed = [], []
+        for number, outcome in zip(numbers, outcomes):
+            if isinstance(outcome, EasifySendUnconfirmedError):
+                unconfirmed.append(str(outcome))
+            elif isinstance(outcome, EasifyError):
+                failures.append(f"{mask_phone(number)}: {outcome}")
+            else:
+                self.log.info("Notification SMS %s sent to %s", outcome, mask_phone(number))
         if unconfirmed:
             raise EasifySendUnconfirmedError(
                 f"Notification SMS unconfirmed for {len(unconfirmed)} of {len(numbers)} (not posted again): "
@@ -88,8 +115,6 @@ class EasifySmsNotifier(BaseNotifier):
         if failures:
             raise EasifyError(f"Notification SMS not sent to {len(failures)} of {len(numbers)}: {'; '.join(failures)}")
 
-    async def async_notify(self, context: Context) -> None:
-        await asyncio.to_thread(self.notify, context)
 
 
 send_easify_sms_notification = EasifySmsNotifier

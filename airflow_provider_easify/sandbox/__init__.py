@@ -244,6 +244,9 @@ limit, and counted in ``stats.faults_fired`` (and on the request's entry). Kinds
   Gateway", "errors": []}`` whatever the outcome;
 * ``recorded_drop`` (send only): handle normally, then close without a response.
 
+Any fault may carry ``hold`` (seconds, default 0): the server holds the request that long before the
+fault acts, e.g. a 403 that arrives after a second, while a client has other requests in flight.
+
 ``DELETE /_sandbox/faults`` clears them, ``GET /_sandbox/faults`` lists them.
 
 Outages

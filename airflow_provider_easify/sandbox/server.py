@@ -346,6 +346,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
         fault = self.state.take_fault(endpoint, record)
         if fault is not None:
+            if fault.hold > 0:
+                time.sleep(fault.hold)
             if fault.kind == "http_error":
                 return self._error_reply(fault.status, fault.body, fault.message)
             if fault.kind == "drop":

@@ -65,6 +65,8 @@ class Fault:
     body: str = "json"
     #: ``http_error`` only: the JSON answer's message (None: the default text).
     message: str | None = None
+    #: Seconds the server holds the request before the fault acts (a slow answer that then fails).
+    hold: float = 0.0
 
     def matches(self, endpoint: str) -> bool:
         if self.endpoint not in ("*", endpoint):
@@ -78,7 +80,8 @@ class Fault:
 def parse_fault(spec: Any, fault_id: int) -> Fault:
     if not isinstance(spec, dict):
         raise ValueError("a fault is a JSON object")
-    unknown = sorted(set(spec) - {"endpoint", "kind", "times", "probability", "status", "delay", "body", "message"})
+    known = {"endpoint", "kind", "times", "probability", "status", "delay", "body", "message", "hold"}
+    unknown = sorted(set(spec) - known)
     if unknown:
         raise ValueError(f"unknown fault field(s): {', '.join(unknown)}")
     endpoint = spec.get("endpoint", "*")
@@ -113,7 +116,10 @@ def parse_fault(spec: Any, fault_id: int) -> Fault:
     message = spec.get("message")
     if message is not None and not isinstance(message, str):
         raise ValueError("message must be a string")
-    return Fault(fault_id, endpoint, kind, times, probability, status, delay, body=body, message=message)
+    hold = float(spec.get("hold", 0.0))
+    if hold < 0:
+        raise ValueError("hold must be >= 0")
+    return Fault(fault_id, endpoint, kind, times, probability, status, delay, body=body, message=message, hold=hold)
 
 
 # --------------------------------------------------------------------------- outages

@@ -14,8 +14,15 @@ read of the conversation when a single reply is awaited).
 
 A trigger that ends or is cancelled leaves; the poller stops when nobody waits. Rounds come every
 ``min(poke_interval)`` of the waiters. A transient failure (5xx, timeout, 429, waiting for budget) only
-delays the next round; an error no wait can fix (authentication, plan, payment) ends every wait with it.
-A bad argument or a deadline belongs to one trigger and never ends another's wait.
+delays the next round; an error no wait can fix (authentication, plan, payment) ends every wait attached
+at that moment with it, including a wait that joined while the failed round was in flight. A bad
+argument or a deadline belongs to one trigger and never ends another's wait: arguments are checked
+before a trigger joins.
+
+The interleavings this holds under, each tested with real event loops: a join during a round in flight
+(it gets that round's error, or the next round's rows); a join right after the poller stopped (the
+stopped poller left the registry, so the join starts a new one); a cancellation during a round (the
+trigger leaves; the round's rows go to the others, and a poller left with nobody stops).
 
 Inbound-SMS watchers of one connection share an :class:`InboundPoller`: one scan of the account's SMS
 report a round, as deep as the watcher furthest behind needs; each watcher keeps its own cursor.
@@ -86,6 +93,15 @@ class SharedPoller:
         if self._task is not None and not self._task.done() and self._task is not asyncio.current_task():
             self._task.cancel()
 
+    def _end_every_wait(self, exc: BaseException) -> None:
+        """An error no round can fix: every waiter attached now gets it, those that joined during the
+        failed round too, and the poller leaves the registry first, so that a later join starts a new one."""
+        if self._pollers.get(self.key) is self:
+            del self._pollers[self.key]
+        for waiter in self.waiters:
+            waiter.rounds.put_nowait(exc)
+        self.waiters.clear()
+
     def _fetch(self, hook: Any, waiters: list[Waiter]) -> Any:
         hook.transport.new_unit_of_work()
         return self.read(hook, [waiter.wait for waiter in waiters])
@@ -116,14 +132,12 @@ class SharedPoller:
                     log.warning("Easify rate limit reached; next status round in %g s", wait)
                 except EasifyApiError as exc:
                     if not exc.retryable:
-                        for waiter in waiters:
-                            waiter.rounds.put_nowait(exc)
+                        self._end_every_wait(exc)
                         return
                     log.warning("Easify status round failed (%s); next round in %g s", exc, wait)
                 except Exception as exc:  # ends the waits with its reason rather than a dead poller
                     log.exception("Easify status round failed")
-                    for waiter in waiters:
-                        waiter.rounds.put_nowait(exc)
+                    self._end_every_wait(exc)
                     return
                 else:
                     self.rounds_done += 1

@@ -23,6 +23,7 @@ from airflow_provider_easify.exceptions import EasifyApiError, EasifyRateLimitEr
 from airflow_provider_easify.transport import PacingDeferred  # noqa: E402
 from airflow_provider_easify.utils.inbound import approval_choice  # noqa: E402
 from airflow_provider_easify.utils.phone import mask_phone  # noqa: E402
+from airflow_provider_easify.utils.triggerer_sends import call_on_the_loop, send_sms_on_the_loop  # noqa: E402
 from airflow_provider_easify.utils.waiting import ReplyWait, error_pause, fetch_replies  # noqa: E402
 
 #: The answer to a reply that is neither yes nor no (sent at most once per number).
@@ -63,6 +64,7 @@ class EasifySmsApprovalTrigger(HITLTrigger):
         self.sms_poll_interval = float(sms_poll_interval)
         #: Numbers already sent the hint by this run of the trigger (a restarted one checks the conversation).
         self.hinted: set[str] = set()
+        self._hint_tasks: set[asyncio.Future[None]] = set()
         self._record_unavailable_logged = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -76,21 +78,26 @@ class EasifySmsApprovalTrigger(HITLTrigger):
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow.sdk.timezone import utcnow
-
         from airflow_provider_easify.hooks.easify import EasifyTriggerHook
 
         hook = EasifyTriggerHook(easify_conn_id=self.easify_conn_id)
+        try:
+            event = await self._wait(hook)
+        finally:
+            self._cancel_hints()
+        yield event
+
+    async def _wait(self, hook: Any) -> TriggerEvent:
+        from airflow.sdk.timezone import utcnow
+
         next_sms_check = 0.0
         sms_failures = 0
         while True:
             if self.timeout_datetime and self.timeout_datetime < utcnow():
-                yield await self._timeout_event()
-                return
+                return await self._timeout_event()
             event = await self._airflow_answer()
             if event is not None:
-                yield event
-                return
+                return event
             if time.monotonic() >= next_sms_check:
                 try:
                     event = await self._sms_answer(hook)
@@ -111,8 +118,7 @@ class EasifySmsApprovalTrigger(HITLTrigger):
                     sms_failures = 0
                     next_sms_check = time.monotonic() + self.sms_poll_interval
                     if event is not None:
-                        yield event
-                        return
+                        return event
             await asyncio.sleep(max(0.05, min(self.poke_interval, next_sms_check - time.monotonic())))
 
     # ------------------------------------------------------------------ the Airflow side
@@ -195,20 +201,30 @@ class EasifySmsApprovalTrigger(HITLTrigger):
         })
 
     async def _hint(self, number: str) -> None:
+        """Send the hint in a task of its own: the wait goes on watching the answer and the timeout meanwhile."""
         if number in self.hinted:
             return
         self.hinted.add(number)
+        task = asyncio.ensure_future(self._send_hint(number))
+        self._hint_tasks.add(task)
+        task.add_done_callback(self._hint_tasks.discard)
+
+    async def _send_hint(self, number: str) -> None:
+        from airflow_provider_easify.hooks.easify import EasifyTriggerHook
+
         after_id = next(q["after_id"] for q in self.questions if q["to_number"] == number)
+        hook = EasifyTriggerHook(easify_conn_id=self.easify_conn_id)
         try:
-            await asyncio.to_thread(_send_hint_once, self.easify_conn_id, self.sender, number, after_id)
+            # A restarted trigger may have sent it already: the conversation says so.
+            sent = await call_on_the_loop(
+                hook, hook.find_sent_message, self.sender, number, HINT_TEXT, after_id=after_id
+            )
+            if sent is None:
+                await send_sms_on_the_loop(self.easify_conn_id, self.sender, number, HINT_TEXT, hook=hook)
         except Exception as exc:  # noqa: BLE001 - a hint is a courtesy; the wait goes on
             self.log.warning("Could not send the answer hint to %s (%s)", mask_phone(number), type(exc).__name__)
 
-
-def _send_hint_once(conn_id: str, sender: str, number: str, after_id: int) -> None:
-    """Send :data:`HINT_TEXT` unless this conversation already has it after the question (a restarted trigger)."""
-    from airflow_provider_easify.hooks.easify import EasifyHook
-
-    hook = EasifyHook(easify_conn_id=conn_id)
-    if hook.find_sent_message(sender, number, HINT_TEXT, after_id=after_id) is None:
-        hook.send_sms(sender, number, HINT_TEXT)
+    def _cancel_hints(self) -> None:
+        """The wait is over (or cancelled): a hint still waiting for budget is not sent."""
+        for task in list(self._hint_tasks):
+            task.cancel()

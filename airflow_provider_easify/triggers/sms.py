@@ -20,13 +20,15 @@ A trigger ends with exactly one event:
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_easify.exceptions import EasifyError
+from airflow_provider_easify.exceptions import EasifyError, EasifyInvalidParameterError
+from airflow_provider_easify.utils import dates
 from airflow_provider_easify.utils.phone import mask_phone, parse_phone_number
 from airflow_provider_easify.utils.waiting import (
     ReplyWait,
@@ -224,7 +226,14 @@ class EasifyBulkSmsStatusTrigger(_CoalescedTrigger):
     serialized_fields = ("sms_ids", "sender", "target_statuses", "failure_statuses", "since", *_WAITING)
 
     def _wait(self) -> StatusWait:
-        return StatusWait(tuple(self.sms_ids), since=self.since)
+        for sms_id in self.sms_ids:
+            if not sms_id.strip().isdigit():
+                raise EasifyInvalidParameterError("sms_ids", sms_id, "each must be a message id (digits)")
+        if self.since is not None:
+            day = dates.to_date(self.since, parameter="since")
+            if day > dt.datetime.now(dt.UTC).date() + dt.timedelta(days=2):
+                raise EasifyInvalidParameterError("since", self.since, "must not be after today")
+        return StatusWait(tuple(sms_id.strip() for sms_id in self.sms_ids), since=self.since)
 
     def _on_round(self, rows: dict[str, Any]) -> dict[str, Any] | None:
         self.statuses = {sms_id: None if row is None else row.get("status") for sms_id, row in rows.items()}

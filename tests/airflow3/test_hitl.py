@@ -38,10 +38,14 @@ def answer_when_asked(sandbox, *replies: str, number: str = APPROVER) -> threadi
     return thread
 
 
-def run_example(airflow_home, sandbox, *replies: str):
+def run_example(airflow_home, sandbox, *replies: str, poll_interval: int | None = None):
     airflow_home.set_easify_extra(read_per_minute=0)
     airflow_home.env["AIRFLOW__API__BASE_URL"] = "http://airflow.example.com"
-    airflow_home.add_dag_file(EXAMPLES / "example_easify_hitl_approval.py")
+    source = (EXAMPLES / "example_easify_hitl_approval.py").read_text()
+    if poll_interval is not None:
+        assert "sms_poll_interval=30" in source
+        source = source.replace("sms_poll_interval=30", f"sms_poll_interval={poll_interval}")
+    airflow_home.add_dag("example_easify_hitl_approval", source)
     thread = answer_when_asked(sandbox, *replies)
     # A question asked before the run (an older reply to it must not count).
     sandbox.inject_incoming(SENDER, APPROVER, "yes")
@@ -182,7 +186,7 @@ def test_approval_answered_by_sms_on_every_reading(airflow_home, sandbox, make_h
         hook.send_sms(SENDER, APPROVER, f"older message {n}")
         if n % 4 == 0:
             sandbox.inject_incoming(SENDER, APPROVER, "yes" if n == 4 else f"old reply {n}")
-    result = run_example(airflow_home, sandbox, "what is this?", "no")
+    result = run_example(airflow_home, sandbox, "what is this?", "no", poll_interval=2)
     result.assert_success()
     assert result.tasks == {"approve_load": "success", "load": "skipped"}, "the old yes did not approve"
     assert result.xcoms["approve_load"]["chosen_options"] == ["Reject"]
