@@ -146,3 +146,37 @@ def test_a_bad_since_ends_only_its_own_trigger_before_it_joins(sent, sandbox):
     assert ok["status"] == "success"
     assert refused["status"] == "error" and "since" in refused["message"]
     assert too_late["status"] == "error" and "since" in too_late["message"]
+
+
+# ---------------------------------------------------------------------- the notifier in the triggerer
+
+
+def test_async_notify_waits_for_budget_on_the_loop_and_a_cancelled_one_posts_nothing(sandbox, make_hook):
+    from airflow_provider_easify.notifications.easify import EasifySmsNotifier
+
+    sandbox.configure(send_limit=0, read_limit=0)
+    hook = make_hook(send_per_minute=10)  # a send slot every 6 s
+    hook.send_sms(SENDER, "+13151370100", "takes the slot")
+
+    def notifier(to: str) -> EasifySmsNotifier:
+        return EasifySmsNotifier(from_number=SENDER, to_number=to, message="Nightly load late",
+                                 easify_conn_id=hook.easify_conn_id)
+
+    async def scenario() -> int:
+        cancelled = asyncio.ensure_future(notifier("+13151370101").async_notify({}))
+        await asyncio.sleep(1.0)
+        cancelled.cancel()  # still waiting for its slot: nothing was posted
+        await asyncio.gather(cancelled, return_exceptions=True)
+        sent = asyncio.ensure_future(notifier("+13151370102").async_notify({}))
+        ticks = 0
+        while not sent.done():  # the loop stays free while the notifier waits for budget
+            ticks += 1
+            await asyncio.sleep(0.1)
+        await sent
+        return ticks
+
+    ticks = asyncio.run(scenario())
+    assert ticks >= 10, "the event loop ran while the send waited for its slot"
+    time.sleep(hook.send_budget_wait() + 0.5)
+    receivers = [m["receiver"] for m in sandbox.ledger()]
+    assert receivers == ["+13151370100", "+13151370102"], "the cancelled notification was never posted"
