@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pendulum
@@ -41,14 +41,7 @@ class ConversationQueries:
         log: Any
         settings: Any
 
-        def iter_recent_report(
-            self,
-            *,
-            sender: str | None,
-            receiver: str | None = None,
-            since: str | dt.date | dt.datetime | None = None,
-            page_size: int | None = None,
-        ) -> Iterator[dict[str, Any]]: ...
+        iter_recent_report: Callable[..., Iterator[dict[str, Any]]]  # from TrackingQueries
 
     def get_sms_status(
         self, sms_id: str | int, sender: str, receiver: str, *, country_code: str | None = None

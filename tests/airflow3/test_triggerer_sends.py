@@ -11,17 +11,10 @@ import time
 import uuid
 
 from airflow_provider_easify.triggers.hitl import HINT_TEXT, EasifySmsApprovalTrigger
+from tests.test_coalesce_races import first_event
 
 SENDER = "+13155550100"
 APPROVER = "+13151350100"
-
-
-async def first_event(trigger) -> dict:
-    events = trigger.run()
-    try:
-        return (await events.__anext__()).payload
-    finally:
-        await events.aclose()
 
 
 def _question_and_a_non_answer(sandbox, make_hook):
