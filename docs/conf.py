@@ -85,6 +85,7 @@ def _write_generated() -> None:
     (out / "figures-latest.part.md").write_text(_figures("latest"))
     (out / "figures-export.part.md").write_text(_figures("export"))
     (out / "figures-inbound.part.md").write_text(_figures("inbound"))
+    (out / "figures-send-reads.part.md").write_text(_figures("send_reads"))
 
 
 _write_generated()

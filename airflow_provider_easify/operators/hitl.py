@@ -132,7 +132,7 @@ class EasifySmsApprovalOperator(ApprovalOperator):
             multiple=self.multiple, params=self.serialized_params, assigned_users=self.assigned_users,
         )
         timeout_datetime = utcnow() + self.response_timeout if self.response_timeout else None
-        self.hitl_summary_extra["timeout_datetime"] = timeout_datetime.isoformat() if timeout_datetime else None
+        self._summarize("timeout_datetime", timeout_datetime.isoformat() if timeout_datetime else None)
         for notifier in self.notifiers:
             notifier(context)
 
@@ -162,6 +162,15 @@ class EasifySmsApprovalOperator(ApprovalOperator):
             method_name="execute_complete",
         )
 
+    def _summarize(self, key: str, value: Any) -> None:
+        """Note ``key`` in the task's human-in-the-loop summary: ``hitl_summary_extra`` in the standard
+        provider 1.21+, the ``hitl_summary`` dict before it (the one Airflow 3.1 and 3.2 ship with)."""
+        summary = getattr(self, "hitl_summary_extra", None)
+        if not isinstance(summary, dict):
+            summary = getattr(self, "hitl_summary", None)
+        if isinstance(summary, dict):
+            summary[key] = value
+
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume with the answer (from Airflow or by SMS) and act as ``ApprovalOperator`` does."""
         event = dict(event)
@@ -170,7 +179,7 @@ class EasifySmsApprovalOperator(ApprovalOperator):
         if sms_id is not None:
             responder = (event.get("responded_by_user") or {}).get("name", "SMS")
             self.log.info("Answered by SMS %s (%s): %s", sms_id, responder, event.get("chosen_options"))
-            self.hitl_summary_extra["answered_by_sms"] = sms_id
+            self._summarize("answered_by_sms", sms_id)
             if not recorded:
                 self.log.warning(
                     "The SMS answer could not be written to Airflow's human-in-the-loop record here "
