@@ -52,8 +52,9 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60, what: str = "co
         time.sleep(0.05)
 
 
-def chat_history_reads(sandbox) -> int:
-    return sandbox.stats()["by_endpoint"].get("chat-history", 0)
+def conversation_reads(sandbox) -> int:
+    """Reads of one conversation: the SMS report (never chat history, whose ``limit`` may take the oldest)."""
+    return sandbox.stats()["by_endpoint"].get("report", 0)
 
 
 def wait_until_delivered(hook, sms_id: str, receiver: str = CUSTOMER) -> None:
@@ -183,8 +184,8 @@ class ReplyInjector(threading.Thread):
         self.replies: dict[str, dict[str, Any]] = {}
 
     def polls_then_reply(self, receiver: str, message: str, polls: int = 2) -> None:
-        start = chat_history_reads(self.sandbox)
-        wait_for(lambda: chat_history_reads(self.sandbox) >= start + polls, 120, f"polls before replying {message!r}")
+        start = conversation_reads(self.sandbox)
+        wait_for(lambda: conversation_reads(self.sandbox) >= start + polls, 120, f"polls before replying {message!r}")
         self.replies[message] = self.sandbox.inject_incoming(SENDER, receiver, message)
 
     def asked(self, receiver: str) -> None:
@@ -333,7 +334,7 @@ def test_trigger_polls_off_the_event_loop(make_hook, sandbox):
     hook = make_hook()
     sms_id = hook.send_sms(SENDER, CUSTOMER, "hi")
     wait_until_delivered(hook, sms_id)
-    sandbox.add_fault("chat-history", "slow", delay=1.5, times=1)
+    sandbox.add_fault("report", "slow", delay=1.5, times=1)
     trigger = EasifySmsStatusTrigger(
         sms_id=sms_id, sender=SENDER, receiver=CUSTOMER, poke_interval=0.1, easify_conn_id=hook.easify_conn_id
     )
@@ -368,8 +369,8 @@ def test_trigger_retries_transient_errors_and_waits_out_rate_limits(make_hook, s
     hook = make_hook()
     sms_id = hook.send_sms(SENDER, CUSTOMER, "hi")
     wait_until_delivered(hook, sms_id)
-    sandbox.add_fault("chat-history", "http_error", status=500, times=2)
-    sandbox.add_fault("chat-history", "drop", times=1)
+    sandbox.add_fault("report", "http_error", status=500, times=2)
+    sandbox.add_fault("report", "drop", times=1)
     trigger = EasifySmsStatusTrigger(
         sms_id=sms_id, sender=SENDER, receiver=CUSTOMER, poke_interval=0.05, easify_conn_id=hook.easify_conn_id
     )
