@@ -15,6 +15,7 @@ import pytest
 from airflow_provider_easify.exceptions import EasifyConfigurationError
 from airflow_provider_easify.hooks.easify import EasifyHook
 from airflow_provider_easify.transport import redis_pacing
+from airflow_provider_easify.transport import watermark as watermark_store
 from airflow_provider_easify.transport.pacing import budget_digest
 from tests.conftest import FAST, conn_json
 from tests.redis_server import RedisServer
@@ -85,9 +86,12 @@ def test_keys_are_hashed_prefixed_and_expire(make_hook, sandbox, redis_conn):
     client = redis_conn.client()
     keys = sorted(client.keys("*"))
     digest = budget_digest(hook.settings.base_url, hook.settings.token)
-    assert keys == [f"easify:pacing:v1:{digest}:read", f"easify:pacing:v1:{digest}:send"]
+    pacing = [f"easify:pacing:v1:{digest}:read", f"easify:pacing:v1:{digest}:send"]
+    watermark = f"easify:watermark:v1:{digest}"  # the last id a send returned, for every host
+    assert keys == [*pacing, watermark]
     assert all(hook.settings.token not in key for key in keys)
-    assert all(0 < client.pttl(key) <= (redis_pacing.KEY_TTL_SECONDS + 5) * 1000 for key in keys)
+    assert all(0 < client.pttl(key) <= (redis_pacing.KEY_TTL_SECONDS + 5) * 1000 for key in pacing)
+    assert 0 < client.pttl(watermark) <= watermark_store.KEY_TTL_SECONDS * 1000
 
 
 def test_reservations_use_the_redis_servers_clock(make_hook, sandbox, redis_conn, monkeypatch):
