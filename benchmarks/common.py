@@ -110,6 +110,9 @@ def allow_direct_execute() -> None:
         except (ImportError, AttributeError):
             continue
         safeguard.test_mode = True
+        sentinel = getattr(safeguard, "_sentinel", None)  # Airflow 2: a thread-local, empty in a forked thread
+        if sentinel is not None and not hasattr(sentinel, "callers"):
+            sentinel.callers = {}
 
 
 # ---------------------------------------------------------------------- facts, medians, figures
