@@ -195,15 +195,21 @@ class EasifyBulkSendSmsOperator(BaseOperator):
         self.progress_every = max(1, int(progress_every))
         self.easify_conn_id = easify_conn_id
 
-    def _do_render_template_fields(
-        self, parent: Any, template_fields: Any, context: Any, jinja_env: Any, seen_oids: set[int]
-    ) -> None:
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
         # Airflow's pass has no `recipient`: a stand-in renders each of its fields back as its expression,
         # so the rendered `message` shows what every recipient gets. The messages themselves are rendered
         # per recipient from the template as written (never twice, so no rendered value is re-evaluated).
-        if parent is self:
-            context = {**context, "recipient": _RecipientStandIn()}
-        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        ctx: Any = context
+        missing = object()
+        previous = ctx.get("recipient", missing)
+        ctx["recipient"] = _RecipientStandIn()
+        try:
+            super().render_template_fields(context, jinja_env)
+        finally:
+            if previous is missing:
+                del ctx["recipient"]
+            else:
+                ctx["recipient"] = previous
 
     def execute(self, context: Context) -> dict[str, Any]:
         return self._run(context, progress=None, resumed=False)

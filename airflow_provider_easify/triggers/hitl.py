@@ -123,31 +123,76 @@ class EasifySmsApprovalTrigger(HITLTrigger):
 
     # ------------------------------------------------------------------ the Airflow side
 
+    # The record is read and written with the task SDK's human-in-the-loop calls, as the standard
+    # provider's own trigger does; its private helpers around them changed between releases (1.12 to 1.21).
+
+    async def _read_record(self) -> Any:
+        from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
+
+        return await sync_to_async(get_hitl_detail_content_detail)(ti_id=self.ti_id)
+
+    def _answer_event(self, record: Any) -> TriggerEvent:
+        """The event of an answer found in the record (given in the UI, the REST API, or recorded by SMS)."""
+        from airflow.providers.common.compat.sdk import ParamValidationError
+
+        params_input = dict(record.params_input or {})
+        try:
+            for key, value in params_input.items():
+                self.params[key] = value
+        except ParamValidationError as err:
+            return TriggerEvent({"error": str(err), "error_type": "validation"})
+        user = record.responded_by_user
+        return TriggerEvent({
+            "chosen_options": list(record.chosen_options or []),
+            "params_input": params_input,
+            "responded_at": record.responded_at,
+            "responded_by_user": {"id": user.id, "name": user.name} if user is not None else None,
+            "timedout": False,
+        })
+
     async def _airflow_answer(self) -> TriggerEvent | None:
         """An answer given in the UI or REST API, if the record can be read here."""
         try:
-            return await self._handle_response()
+            record = await self._read_record()
         except Exception:  # noqa: BLE001 - e.g. `airflow dags test`, where the record cannot be read
             if not self._record_unavailable_logged:
                 self._record_unavailable_logged = True
                 self.log.warning("The human-in-the-loop record cannot be read here; waiting for SMS answers only")
             return None
+        if not (record.response_received and record.chosen_options):
+            return None
+        return self._answer_event(record)
 
     async def _timeout_event(self) -> TriggerEvent:
-        try:
-            return await self._handle_timeout()
-        except Exception:  # noqa: BLE001 - the record is unavailable: the same outcome, unrecorded
-            from airflow.sdk.timezone import utcnow
+        from airflow.sdk.timezone import utcnow
 
-            if self.defaults is None:
-                return TriggerEvent({
-                    "error": "The timeout has passed, and the response has not yet been received.",
-                    "error_type": "timeout",
-                })
+        try:
+            record = await self._read_record()
+        except Exception:  # noqa: BLE001 - the record is unavailable: the same outcome, unrecorded
+            record = None
+        if record is not None and record.response_received and record.chosen_options:
+            return self._answer_event(record)  # answered just before the timeout
+        if self.defaults is None:
             return TriggerEvent({
-                "chosen_options": self.defaults, "params_input": self.params.dump(), "responded_by_user": None,
-                "responded_at": utcnow(), "timedout": True,
+                "error": "The timeout has passed, and the response has not yet been received.",
+                "error_type": "timeout",
             })
+        responded_at = utcnow()
+        if record is not None:
+            from airflow.sdk.execution_time.hitl import update_hitl_detail_response
+
+            try:
+                written = await sync_to_async(update_hitl_detail_response)(
+                    ti_id=self.ti_id, chosen_options=self.defaults, params_input=self.params.dump()
+                )
+                responded_at = written.responded_at or responded_at
+            except Exception:  # noqa: BLE001 - the defaults still apply; the record just does not show them
+                self.log.warning("Could not write the timeout's defaults to the human-in-the-loop record")
+        self.log.info("No answer before the timeout; going on with the defaults %s", self.defaults)
+        return TriggerEvent({
+            "chosen_options": self.defaults, "params_input": self.params.dump(), "responded_by_user": None,
+            "responded_at": responded_at, "timedout": True,
+        })
 
     # ------------------------------------------------------------------ the SMS side
 

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import TriggerEvent
+from packaging.specifiers import SpecifierSet
 
 from airflow_provider_easify.exceptions import EasifyApiError, EasifyInvalidParameterError
 from airflow_provider_easify.utils.inbound import (
@@ -34,7 +35,11 @@ from airflow_provider_easify.utils.inbound import (
     from_numbers_arg,
     make_filter,
 )
+from airflow_provider_easify.utils.hitl_support import airflow_version
 from airflow_provider_easify.utils.waiting import error_pause
+
+#: The Airflow releases whose asset state store was read for its private per-asset accessors.
+ASSET_STORE_PRIVATE_ACCESSORS = SpecifierSet(">=3.3.0,<3.4")
 
 try:
     from airflow.triggers.base import BaseEventTrigger
@@ -152,10 +157,14 @@ class EasifyInboundSmsTrigger(BaseEventTrigger):
         if store is None:
             return []
         # One trigger may watch several assets (Airflow deduplicates equal watchers). The store's own
-        # get/set then refuse to pick one and it lists no accessors publicly, so each asset's is reached
-        # directly and every one of them holds the cursor.
-        accessors = [*getattr(store, "_by_name", {}).values(), *getattr(store, "_by_uri", {}).values()]
-        return accessors or [store]
+        # get/set then refuse to pick one, and Airflow 3.3 (the first with a store) lists its per-asset
+        # accessors only in private attributes: they are used on that release line, where they were read,
+        # and anything else falls back to the public get/set (right for the usual one asset per watcher).
+        if ASSET_STORE_PRIVATE_ACCESSORS.contains(airflow_version()):
+            per_asset = [*getattr(store, "_by_name", {}).values(), *getattr(store, "_by_uri", {}).values()]
+            if per_asset:
+                return per_asset
+        return [store]
 
     async def _load(self) -> Any:
         best = None
