@@ -7,18 +7,21 @@ VENV2 := .venv-airflow2
 PIP_VERSION := 26.3
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-airflow2 lint docs test test-airflow3 test-airflow2 demo bench bench-smoke clean
+# The older Airflow 3 lines of the version matrix (docs/versions.md), each in its own .venv-airflow-LINE.
+MATRIX_LINES := 3.0 3.1 3.2
+
+.PHONY: help venv venv-airflow2 lint docs test test-airflow3 test-airflow2 test-matrix demo bench bench-smoke clean
 
 help:
 	@echo "make demo   - send, wait for delivery and export the report against the sandbox"
-	@echo "make test   - lint, types and the test suite on Airflow 3 and Airflow 2.11"
+	@echo "make test   - lint, types, the docs and the tests on Airflow 3.3 and 2.11, then 3.0, 3.1 and 3.2"
 	@echo "make docs   - build the documentation site into docs/_build/html (warnings are errors)"
 	@echo "make bench  - the benchmarks (prints a table, writes benchmarks/results/latest.json)"
 
 $(VENV)/.installed: pyproject.toml constraints/airflow-3.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
-	$(VENV)/bin/python -m pip install -q -c constraints/airflow-3.txt -e '.[amazon,parquet,redis,test,docs]' apache-airflow-providers-celery 'celery<5.7'
+	$(VENV)/bin/python -m pip install -q -c constraints/airflow-3.txt -e '.[amazon,parquet,redis,common-messaging,test,docs]' apache-airflow-providers-celery apache-airflow-providers-openlineage 'celery<5.7'
 	touch $@
 
 $(VENV2)/.installed: pyproject.toml constraints/airflow-2.txt
@@ -44,7 +47,10 @@ test-airflow3: venv
 test-airflow2: venv-airflow2
 	$(VENV2)/bin/python -m pytest --ignore=tests/deployment --ignore=tests/airflow3 $(PYTEST_ARGS)
 
-test: lint docs test-airflow3 test-airflow2
+test-matrix:
+	set -e; for line in $(MATRIX_LINES); do $(PYTHON) scripts/airflow_matrix.py $$line $(PYTEST_ARGS); done
+
+test: lint docs test-airflow3 test-airflow2 test-matrix
 
 demo: venv
 	$(VENV)/bin/python scripts/demo.py
@@ -56,4 +62,4 @@ bench-smoke: venv
 	$(VENV)/bin/python benchmarks/run_all.py --smoke
 
 clean:
-	rm -rf $(VENV) $(VENV2) build *.egg-info
+	rm -rf $(VENV) $(VENV2) .venv-airflow-* build *.egg-info

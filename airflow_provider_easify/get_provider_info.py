@@ -58,6 +58,8 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "notifications": ["airflow_provider_easify.notifications.easify.EasifySmsNotifier"],
+        # Read by common.messaging's MessageQueueTrigger (scheme "easify"); skipped where it is not installed.
+        "queues": ["airflow_provider_easify.queues.easify.EasifyMessageQueueProvider"],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_easify.hooks.easify.EasifyHook",

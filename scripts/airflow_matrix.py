@@ -163,7 +163,7 @@ def main() -> int:
     if args.list or not args.line:
         for name, line in LINES.items():
             pins = ", ".join(line.requirements()) or "newest providers"
-            print(f"Airflow {line.airflow} ({line.constraints}): {pins}; {line.note}")
+            print(f"{name}: Airflow {line.airflow} ({line.constraints}): {pins}; {line.note}")
         return 0
     times = test_line(args.line, extra)
     for step, seconds in times.items():

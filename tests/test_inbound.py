@@ -129,6 +129,36 @@ def test_a_restart_with_an_asset_store_neither_replays_nor_misses(make_hook, san
     assert [e["message"] for e in events] == ["five"]
 
 
+class TwoAssetStore(MemoryAssetStore):
+    """The shape of Airflow 3.3's store for a watcher of two assets: per-asset accessors in private attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_name = {"opt_outs": MemoryAssetStore(), "support_inbox": MemoryAssetStore()}
+        self._by_uri: dict[str, MemoryAssetStore] = {}
+
+
+def test_the_cursor_goes_to_every_watched_asset_on_3_3_and_through_the_public_store_elsewhere(make_hook, sandbox):
+    from airflow_provider_easify.triggers.inbound import ASSET_STORE_PRIVATE_ACCESSORS
+    from airflow_provider_easify.utils.hitl_support import airflow_version
+
+    store = TwoAssetStore()
+    first = trigger(make_hook())
+    first.asset_state_store = store
+    asyncio.run(collect([first], lambda: sandbox.inject_incoming(MAIN, ALICE, "one"), count=1))
+    per_asset = [accessor.values for accessor in store._by_name.values()]
+    if ASSET_STORE_PRIVATE_ACCESSORS.contains(airflow_version()):
+        assert all(first.state_key in values for values in per_asset) and per_asset[0] == per_asset[1]
+        assert store.values == {}
+    else:  # the fallback every other release takes: the store's public aget/aset
+        assert first.state_key in store.values and per_asset == [{}, {}]
+
+    again = trigger(make_hook())
+    again.asset_state_store = store
+    (events,) = asyncio.run(collect([again], lambda: sandbox.inject_incoming(MAIN, ALICE, "two"), count=1))
+    assert [e["message"] for e in events] == ["two"], "restarted from the stored cursor, nothing replayed"
+
+
 def test_many_watchers_share_one_read_a_round(make_hook, sandbox):
     hook = make_hook()
     watchers = [trigger(hook, pattern=f"^w{n}$") for n in range(20)]

@@ -9,17 +9,12 @@ from airflow.providers.common.compat.sdk import BaseNotifier
 
 from airflow_provider_easify.exceptions import EasifyError, EasifySendUnconfirmedError
 from airflow_provider_easify.hooks.easify import EasifyHook
+from airflow_provider_easify.notifications.default_texts import default_text, state_of
 from airflow_provider_easify.utils.phone import mask_phone
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-#: The default text for a human-in-the-loop task's notifiers: the question and where to answer it.
-HITL_MESSAGE = "Airflow needs your answer: {{ easify_hitl_subject }} {{ easify_hitl_link }}"
-DEFAULT_MESSAGE = (
-    "Airflow: task {{ ti.task_id if ti else 'n/a' }} of DAG {{ dag.dag_id if dag else 'n/a' }} "
-    "(run {{ run_id }}) is {{ easify_state }}."
-)
 
 
 class EasifySmsNotifier(BaseNotifier):
@@ -28,10 +23,11 @@ class EasifySmsNotifier(BaseNotifier):
 
     :param from_number: One of the account's numbers. Templated.
     :param to_number: A number or a list of numbers (E.164, or national with ``country_code``). Templated.
-    :param message: The text; templated with the callback's context. By default it names the DAG,
-        the task, the run and the state; in a human-in-the-loop task's ``notifiers=`` it is the
-        task's ``subject`` and the link to its Required Actions page (``easify_hitl_subject`` and
-        ``easify_hitl_link`` in the context).
+    :param message: The text; templated with the context of wherever Airflow calls the notifier (a
+        task or DAG callback, a Deadline Alert's ``AsyncCallback``, a human-in-the-loop task's
+        ``notifiers=``). By default it names what a person needs there (see
+        :mod:`~airflow_provider_easify.notifications.default_texts`); that text is also
+        ``easify_default_text`` in the context, e.g. ``"{{ easify_default_text }} On call: Bob"``.
     :param country_code: Country code for national numbers. Templated.
     :param easify_conn_id: The Easify connection.
     """
@@ -51,19 +47,22 @@ class EasifySmsNotifier(BaseNotifier):
         self.from_number = from_number
         self.to_number = to_number
         self.message = message
+        self._message_template = message
         self.country_code = country_code
         self.easify_conn_id = easify_conn_id
 
     def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
-        # The state as plain text ("failed"), whatever enum type this Airflow version uses.
-        state = getattr(context.get("ti"), "state", None)
-        context["easify_state"] = str(getattr(state, "value", state) or "done")  # type: ignore[typeddict-unknown-key]
+        ctx: Any = context
+        ctx["easify_state"] = state_of(context)
         hitl = _hitl_request(context)
         if hitl is not None:
-            context.update(hitl)  # type: ignore[typeddict-item]
-        if self.message is None:
-            self.message = HITL_MESSAGE if hitl is not None else DEFAULT_MESSAGE
+            ctx.update(hitl)
+        # Built in Python, never rendered as a template: names in it (a run id, a subject) stay as they are.
+        ctx["easify_default_text"] = default_text(context, hitl)
+        self.message = self._message_template  # one notifier may serve several callbacks: render afresh
         super().render_template_fields(context, jinja_env)
+        if self.message is None:
+            self.message = ctx["easify_default_text"]
 
     def notify(self, context: Context) -> None:
         hook = EasifyHook(easify_conn_id=self.easify_conn_id)

@@ -34,6 +34,10 @@ class Destination:
     def publish(self, local_path: str, replace: bool) -> None:
         raise NotImplementedError
 
+    def lineage_name(self) -> tuple[str, str]:
+        """The OpenLineage dataset (namespace, name) of what was written."""
+        raise NotImplementedError
+
 
 class S3Destination(Destination):
     """An S3 object, uploaded through ``S3Hook``'s client and transfer config (multipart when large)."""
@@ -58,6 +62,9 @@ class S3Destination(Destination):
 
     def exists(self) -> bool:
         return bool(self.hook.check_for_key(self.key, self.bucket))
+
+    def lineage_name(self) -> tuple[str, str]:
+        return f"s3://{self.bucket}", self.key
 
     def publish(self, local_path: str, replace: bool) -> None:
         # The client's upload_file, as the amazon provider's DynamoDBToS3Operator does: it reads the
@@ -85,6 +92,10 @@ class ObjectStorageDestination(Destination):
 
     def exists(self) -> bool:
         return bool(self.path.exists())
+
+    def lineage_name(self) -> tuple[str, str]:
+        # As the standard provider's FileTransferOperator names an ObjectStoragePath: `s3://bucket`, `key`.
+        return str(self.path.namespace), str(self.path.key).lstrip("/")
 
     def staging_dir(self) -> str | None:
         if not self.local:

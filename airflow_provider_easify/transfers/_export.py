@@ -328,6 +328,12 @@ def easify_asset_uri(base_url: str, endpoint: str) -> str:
     return f"easify://{parts.netloc}{parts.path.rstrip('/')}/{endpoint}"
 
 
+def easify_lineage_name(base_url: str, endpoint: str) -> tuple[str, str]:
+    """The OpenLineage dataset of an endpoint: namespace ``easify://<API host>``, name its path."""
+    parts = urlsplit(base_url)
+    return f"easify://{parts.netloc}", f"{parts.path.strip('/')}/{endpoint}".lstrip("/")
+
+
 def report_input_lineage(hook: EasifyHook, endpoint: str) -> None:
     from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
 

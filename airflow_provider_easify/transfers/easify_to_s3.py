@@ -25,6 +25,7 @@ from airflow_provider_easify.transfers._destinations import Destination, S3Desti
 from airflow_provider_easify.transfers._export import (
     ExportProgress,
     contact_batches,
+    easify_lineage_name,
     plan_report,
     positive_int_or_none,
     report_batches,
@@ -95,6 +96,21 @@ class EasifyExportOperator(BaseOperator):
         self.page_size = positive_int_or_none(page_size, "page_size")
         self.easify_conn_id = easify_conn_id
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the Easify account's report or contacts (namespaced by the API host, never the
+        token) in, the object written out, named as the official S3 and object storage operators name it."""
+        from airflow.providers.common.compat.openlineage.facet import Dataset
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        lineage = getattr(self, "_lineage", None)
+        if lineage is None:  # nothing was written (an empty export skipped, or a failure)
+            return OperatorLineage()
+        (in_namespace, in_name), (out_namespace, out_name) = lineage
+        return OperatorLineage(
+            inputs=[Dataset(namespace=in_namespace, name=in_name)],
+            outputs=[Dataset(namespace=out_namespace, name=out_name)],
+        )
+
     def get_destination(self) -> Destination:
         """Where the file goes; each concrete export operator says."""
         raise NotImplementedError
@@ -126,6 +142,7 @@ class EasifyExportOperator(BaseOperator):
             progress=progress,
         )
         report_input_lineage(hook, self.endpoint)
+        self._lineage = (easify_lineage_name(hook.settings.base_url, self.endpoint), destination.lineage_name())
         self.log.info("Exported %d rows to %s with %d API requests", count, destination.uri, progress.requests)
         result: dict[str, Any] = {"uri": destination.uri, "rows": count}
         if isinstance(destination, S3Destination):

@@ -28,6 +28,7 @@ from airflow.triggers.base import TriggerEvent
 from packaging.specifiers import SpecifierSet
 
 from airflow_provider_easify.exceptions import EasifyApiError, EasifyInvalidParameterError
+from airflow_provider_easify.utils.hitl_support import airflow_version
 from airflow_provider_easify.utils.inbound import (
     InboundCursor,
     InboundScan,
@@ -35,7 +36,6 @@ from airflow_provider_easify.utils.inbound import (
     from_numbers_arg,
     make_filter,
 )
-from airflow_provider_easify.utils.hitl_support import airflow_version
 from airflow_provider_easify.utils.waiting import error_pause
 
 #: The Airflow releases whose asset state store was read for its private per-asset accessors.
