@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # The older Airflow 3 lines of the version matrix (docs/versions.md), each in its own .venv-airflow-LINE.
 MATRIX_LINES := 3.0 3.1 3.2
 
-.PHONY: help venv venv-airflow2 lint docs test test-airflow3 test-airflow2 test-matrix demo bench bench-smoke clean
+.PHONY: help venv venv-airflow2 browser lint docs test test-airflow3 test-airflow2 test-matrix demo bench bench-smoke clean
 
 help:
 	@echo "make demo   - send, wait for delivery and export the report against the sandbox"
@@ -30,6 +30,12 @@ $(VENV2)/.installed: pyproject.toml constraints/airflow-2.txt
 	$(VENV2)/bin/python -m pip install -q -c constraints/airflow-2.txt -e '.[amazon,redis,test]'
 	touch $@
 
+# Headless Chromium (Debian's package) for the test that looks at Airflow's Required Actions page.
+browser:
+	@command -v chromium >/dev/null || apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+		|| (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null)
+	@command -v chromium >/dev/null
+
 venv: $(VENV)/.installed
 venv-airflow2: $(VENV2)/.installed
 
@@ -41,13 +47,13 @@ docs: venv
 	rm -rf docs/_build
 	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
-test-airflow3: venv
+test-airflow3: venv browser
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-airflow2: venv-airflow2
 	$(VENV2)/bin/python -m pytest --ignore=tests/deployment --ignore=tests/airflow3 $(PYTEST_ARGS)
 
-test-matrix:
+test-matrix: browser
 	set -e; for line in $(MATRIX_LINES); do $(PYTHON) scripts/airflow_matrix.py $$line $(PYTEST_ARGS); done
 
 test: lint docs test-airflow3 test-airflow2 test-matrix

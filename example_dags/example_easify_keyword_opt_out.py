@@ -7,14 +7,20 @@ matching ``pattern`` becomes an event of the ``easify_stop_texts`` asset, which 
 ``easify_opt_outs`` Variable (a JSON list). ``example_easify_campaign`` sends its campaign with
 ``EasifyBulkSendSmsOperator`` and ``exclude_numbers`` set from that Variable, so nobody who
 texted STOP is messaged again.
+
+The same watcher can be written the way Airflow's event-driven scheduling docs write every message
+source, ``MessageQueueTrigger(scheme="easify", ...)`` (with ``apache-airflow-providers-common-messaging``
+installed); the keyword arguments are the same. ``example_easify_keyword_help`` is wired that way: a
+customer who texts HELP gets one answer by SMS.
 """
 
 from __future__ import annotations
 
 import pendulum
+from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
 from airflow.sdk import DAG, Asset, AssetWatcher, Variable, task
 
-from airflow_provider_easify.operators.sms import EasifyBulkSendSmsOperator
+from airflow_provider_easify.operators.sms import EasifyBulkSendSmsOperator, EasifySendSmsOperator
 from airflow_provider_easify.triggers.inbound import EasifyInboundSmsTrigger
 from airflow_provider_easify.utils.phone import mask_phone
 
@@ -27,6 +33,16 @@ stop_texts = Asset(
         AssetWatcher(
             name="easify_stop_keyword",
             trigger=EasifyInboundSmsTrigger(pattern=r"^\W*(stop|unsubscribe|cancel)\W*$", poll_interval=60),
+        )
+    ],
+)
+
+help_texts = Asset(
+    "easify_help_texts",
+    watchers=[
+        AssetWatcher(
+            name="easify_help_keyword",
+            trigger=MessageQueueTrigger(scheme="easify", pattern=r"^\W*help\W*$", poll_interval=60),
         )
     ],
 )
@@ -53,6 +69,25 @@ with DAG(
         return handled
 
     add_to_opt_out_list()
+
+with DAG(
+    dag_id="example_easify_keyword_help",
+    schedule=[help_texts],
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["example", "easify"],
+):
+
+    @task
+    def who_asked(*, triggering_asset_events=None) -> list[str]:
+        events = (triggering_asset_events or {}).get(help_texts, [])
+        return sorted({event.extra["payload"]["from_number"] for event in events})
+
+    EasifySendSmsOperator.partial(
+        task_id="answer_help",
+        from_number=SENDER,
+        message="Easify demo: reply STOP to opt out. Msg&data rates may apply.",
+    ).expand(to_number=who_asked())
 
 with DAG(
     dag_id="example_easify_campaign",

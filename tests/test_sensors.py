@@ -124,9 +124,9 @@ def test_status_sensor_in_airflow(airflow_home, sandbox):
         assert result.tasks[f"delivered_{mode}"] == "success", log[-6000:]
         assert result.xcoms[f"delivered_{mode}"] == "Delivered"
     # The lifecycle was really waited for: deferrals ran their trigger, reschedule mode rescheduled.
-    # (delivered_deferrable and never_found_deferrable always defer; the failing ones only when the sensor
-    # starts before the failure, which a slower Airflow line may not.)
-    assert log.count("Pausing task as DEFERRED") >= 2 and "running trigger in line" in log
+    # (delivered_deferrable always defers; the others only when they start before the failure or the
+    # timeout, which a slower Airflow line may not.)
+    assert "running trigger in line" in log
     assert "UP_FOR_RESCHEDULE" in log
     for mode in ("deferrable", "poke"):
         # A failure status fails at once, with no retry although retries=2.

@@ -60,6 +60,16 @@ class EasifySmsApprovalOperator(ApprovalOperator):
     :param easify_conn_id: The Easify connection.
     :param sms_poll_interval: Seconds between checks for SMS answers (one read for all numbers).
     :param max_segments: The question's SMS length, in segments; ``body`` is shortened to fit.
+    :param sms_follow_ups: Text the outcome back (default True): whoever answered by SMS gets a
+        confirmation of the recorded answer; every other number asked gets a note that the question is
+        closed (answered by SMS from another number, answered in Airflow, or the timeout's defaults), so
+        no phone is left with an open question. Each goes at most once, also across task retries.
+
+    The human-in-the-loop record says where the question went: the body the Required Actions page shows
+    ends with "Also asked by SMS to +1315***0088: reply YES or NO." (numbers masked). Airflow's record
+    has no field for who answered from outside the UI, so after an SMS answer its "Responded by" stays
+    empty; the masked number is in the XCom (``responded_by_user``), the task's log and summary, and the
+    confirmation.
     """
 
     template_fields: Sequence[str] = (*ApprovalOperator.template_fields, "from_number", "to_number", "country_code")
@@ -73,9 +83,11 @@ class EasifySmsApprovalOperator(ApprovalOperator):
         easify_conn_id: str = EasifyHook.default_conn_name,
         sms_poll_interval: float = 30.0,
         max_segments: int = 3,
+        sms_follow_ups: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.sms_follow_ups = bool(sms_follow_ups)
         self.from_number = from_number
         self.to_number = to_number
         self.country_code = country_code
@@ -114,6 +126,12 @@ class EasifySmsApprovalOperator(ApprovalOperator):
             body = " ".join(words) + "…" if words else ""
         return text(body)
 
+    def record_body(self, recipients: list[PhoneNumber]) -> str:
+        """The body written to the human-in-the-loop record: ``body``, then where the question also went."""
+        asked = ", ".join(mask_phone(r.e164) for r in recipients)
+        line = f"Also asked by SMS to {asked}: reply YES or NO."
+        return f"{self.body.rstrip()}\n\n{line}" if self.body else line
+
     def execute(self, context: Context) -> None:
         from airflow.sdk.execution_time.hitl import upsert_hitl_detail
         from airflow.sdk.timezone import utcnow
@@ -128,7 +146,8 @@ class EasifySmsApprovalOperator(ApprovalOperator):
             raise fail_fast(exc) from exc
         ti_id = context["task_instance"].id
         upsert_hitl_detail(
-            ti_id=ti_id, options=self.options, subject=self.subject, body=self.body, defaults=self.defaults,
+            ti_id=ti_id, options=self.options, subject=self.subject, body=self.record_body(recipients),
+            defaults=self.defaults,
             multiple=self.multiple, params=self.serialized_params, assigned_users=self.assigned_users,
         )
         timeout_datetime = utcnow() + self.response_timeout if self.response_timeout else None
@@ -176,6 +195,7 @@ class EasifySmsApprovalOperator(ApprovalOperator):
         event = dict(event)
         sms_id = event.pop("easify_sms_id", None)
         recorded = event.pop("easify_recorded", True)
+        question = event.pop("easify_question", None)
         if sms_id is not None:
             responder = (event.get("responded_by_user") or {}).get("name", "SMS")
             self.log.info("Answered by SMS %s (%s): %s", sms_id, responder, event.get("chosen_options"))
@@ -185,6 +205,8 @@ class EasifySmsApprovalOperator(ApprovalOperator):
                     "The SMS answer could not be written to Airflow's human-in-the-loop record here "
                     "(e.g. `airflow dags test`); the task goes on with it"
                 )
+        if self.sms_follow_ups and event.get("chosen_options"):
+            self._follow_up(context, event, question)
         from airflow.providers.common.compat.sdk import DownstreamTasksSkipped
 
         try:
@@ -197,6 +219,40 @@ class EasifySmsApprovalOperator(ApprovalOperator):
             }
             context["ti"].xcom_push(key="return_value", value=answer)
             raise
+
+
+    def _follow_up(self, context: Context, event: dict[str, Any], question: int | None) -> None:
+        """Text each number asked how the question ended; a courtesy, so a failure only logs."""
+        from airflow_provider_easify.operators.send_journal import SendJournal
+
+        try:
+            sender = sender_digits(self.from_number, parameter="from_number")
+            recipients = self._recipients()  # in the order the questions went out
+            answered_from = recipients[question].e164 if question is not None else None
+            hook = EasifyHook(easify_conn_id=self.easify_conn_id)
+            journal = SendJournal(hook, context, resumed=True, purpose="follow_up")
+            for recipient in recipients:
+                text = follow_up_text(self.subject, event, recipient.e164, answered_from)
+                if journal.recall(sender, recipient, text):
+                    continue
+                watermark = journal.before_send(sender, recipient)
+                journal.record(recipient, hook.send_sms(sender, recipient.e164, text, after_message_id=watermark))
+        except Exception as exc:  # noqa: BLE001 - the answer stands; only the courtesy text is missing
+            self.log.warning("Could not text the approval's outcome back (%s: %s)", type(exc).__name__, exc)
+
+
+def follow_up_text(subject: str, event: dict[str, Any], number: str, answered_from: str | None) -> str:
+    """What a number asked gets when the question closes (ASCII, one segment for a short subject)."""
+    topic = " ".join(str(subject).split())
+    topic = topic if len(topic) <= 60 else topic[:57] + "..."
+    choice = ", ".join(event.get("chosen_options") or [])
+    if answered_from == number:
+        return f"Recorded: {choice}. ({topic})"
+    if answered_from:
+        return f"Closed: {topic} was answered by SMS from {mask_phone(answered_from)} ({choice})."
+    if event.get("timedout"):
+        return f"Closed: {topic} got no answer in time; going on with {choice}."
+    return f"Closed: {topic} was answered in Airflow ({choice}). No reply needed."
 
 
 def _is_template(value: Any) -> bool:

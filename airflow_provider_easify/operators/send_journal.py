@@ -37,8 +37,13 @@ CLOCK_SKEW = dt.timedelta(minutes=2)
 class SendJournal:
     """The sends of one task instance: intents before, ids after, and lookups for what lies between."""
 
-    def __init__(self, hook: EasifyHook, context: Mapping[str, Any], *, resumed: bool = False) -> None:
+    def __init__(
+        self, hook: EasifyHook, context: Mapping[str, Any], *, resumed: bool = False, purpose: str = ""
+    ) -> None:
         self.hook = hook
+        # A task that sends a second kind of message to the same numbers (an approval's follow-ups)
+        # keeps it apart from the first.
+        self._prefix = f"{purpose}:" if purpose else ""
         self.store = context.get("task_state_store")
         self._intents: dict[str, dict[str, Any]] = {}
         ti = context.get("ti")
@@ -60,10 +65,10 @@ class SendJournal:
         """
         intent: Any = None
         if self.store is not None:
-            sent = self.store.get(f"sent:{recipient.e164}")
+            sent = self.store.get(f"{self._prefix}sent:{recipient.e164}")
             if sent:
                 return str(sent)
-            intent = self.store.get(f"intent:{recipient.e164}")
+            intent = self.store.get(f"{self._prefix}intent:{recipient.e164}")
         if intent is None:
             intent = self._intents.get(recipient.e164)
         if intent is not None:
@@ -93,11 +98,11 @@ class SendJournal:
         intent = {"after_id": watermark, "at": time.time()}
         self._intents[recipient.e164] = intent
         if self.store is not None:
-            self.store.set(f"intent:{recipient.e164}", intent)
+            self.store.set(f"{self._prefix}intent:{recipient.e164}", intent)
         return watermark
 
     def record(self, recipient: PhoneNumber, sms_id: str) -> None:
         """The send to ``recipient`` returned ``sms_id``."""
         self._intents.pop(recipient.e164, None)
         if self.store is not None:
-            self.store.set(f"sent:{recipient.e164}", sms_id)
+            self.store.set(f"{self._prefix}sent:{recipient.e164}", sms_id)

@@ -155,6 +155,8 @@ class EasifySmsApprovalTrigger(HITLTrigger):
         try:
             record = await self._read_record()
         except Exception:  # noqa: BLE001 - e.g. `airflow dags test`, where the record cannot be read
+            record = None
+        if record is None:  # (Airflow 3.2's in-process supervisor answers None instead of raising)
             if not self._record_unavailable_logged:
                 self._record_unavailable_logged = True
                 self.log.warning("The human-in-the-loop record cannot be read here; waiting for SMS answers only")
@@ -243,6 +245,8 @@ class EasifySmsApprovalTrigger(HITLTrigger):
             "responded_by_user": {"id": f"sms:{masked}", "name": f"SMS from {masked}"},
             "easify_sms_id": sms_id,
             "easify_recorded": recorded,
+            # Which question was answered, by position: the number itself stays out of events (they are logged).
+            "easify_question": next(i for i, q in enumerate(self.questions) if q["to_number"] == number),
         })
 
     async def _hint(self, number: str) -> None:

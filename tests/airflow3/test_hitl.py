@@ -66,6 +66,10 @@ def test_approved_by_sms_under_dags_test(airflow_home, sandbox):
     assert re.fullmatch(r"Load \d{4}-\d\d-\d\d into the warehouse\?\nThe nightly extract .*\n" + ANSWER_HELP,
                         question["message"], re.DOTALL)
     assert "could not be written to Airflow's human-in-the-loop record" in result.output
+    # The approver gets the recorded answer back, once.
+    [confirmation] = [m for m in sandbox.ledger() if m["message"].startswith("Recorded:")]
+    assert confirmation["receiver"] == APPROVER
+    assert re.fullmatch(r"Recorded: Approve\. \(Load \d{4}-\d\d-\d\d into the warehouse\?\)", confirmation["message"])
     assert "Yes!" not in result.output, "reply texts are never logged"
     # Airflow < 3.3's in-process supervisor echoes the unhandled HITL request, the DAG's params with it.
     ours = "\n".join(line for line in result.output.splitlines() if "UpdateHITLDetail" not in line)
@@ -103,13 +107,20 @@ def test_fail_on_reject_and_the_timeout_default(airflow_home, sandbox):
     failed = airflow_home.dags_test("hitl_fail_on_reject")
     thread.join(5)
     assert failed.tasks == {"approve": "failed"}, failed.output[-3000:]
-    assert sorted(m["receiver"] for m in sandbox.ledger()) == [APPROVER, "+13151350101"]
+    questions = [m["receiver"] for m in sandbox.ledger() if m["message"] == f"Go?\n{ANSWER_HELP}"]
+    assert sorted(questions) == [APPROVER, "+13151350101"]
+    # Who answered gets the answer back; the other number asked learns the question is closed.
+    follow_ups = {m["receiver"]: m["message"] for m in sandbox.ledger() if m["message"] != f"Go?\n{ANSWER_HELP}"}
+    assert follow_ups == {"+13151350101": "Recorded: Reject. (Go?)",
+                          APPROVER: "Closed: Go? was answered by SMS from +1315***0101 (Reject)."}
     assert "HITLRejectException" in failed.output
 
     timed_out = airflow_home.dags_test("hitl_timeout")
     timed_out.assert_success()
     assert timed_out.tasks == {"approve": "success", "after": "success"}
     assert timed_out.xcoms["approve"]["chosen_options"] == ["Approve"]
+    assert sandbox.ledger()[-1]["receiver"] == APPROVER
+    assert sandbox.ledger()[-1]["message"] == "Closed: Go? got no answer in time; going on with Approve."
 
 
 def test_a_notifier_texts_any_hitl_tasks_subject_and_link(airflow_home, sandbox):

@@ -5,6 +5,9 @@ record written by the real triggerer, and answered through Airflow's REST API wh
 
 from __future__ import annotations
 
+import re
+import subprocess
+import tempfile
 import time
 
 from tests.conftest import conn_json
@@ -33,7 +36,25 @@ def hitl_detail(deployment: Deployment, run_id: str) -> dict:
     return deployment.get(f"dags/{HITL_DAG}/dagRuns/{run_id}/taskInstances/approve_load/-1/hitlDetails")
 
 
-def approval_run(deployment: Deployment, sandbox, answer) -> tuple[str, dict]:
+def run_day(detail: dict) -> str:
+    return re.search(r"Load (\d{4}-\d\d-\d\d) into", detail["subject"])[1]
+
+
+def required_actions_page(deployment: Deployment, run_id: str) -> str:
+    """The task's Required Actions page as headless Chromium renders it (the UI is a JavaScript app)."""
+    url = f"{deployment.base}/dags/{HITL_DAG}/runs/{run_id}/tasks/approve_load/required_actions"
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--virtual-time-budget=15000", "--dump-dom", url],
+            capture_output=True, text=True, timeout=120,
+        )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def approval_run(deployment: Deployment, sandbox, answer, look_in_a_browser: bool = False) -> tuple[str, dict]:
     """Trigger the approval DAG, answer it with ``answer(run_id)`` once the question is out, return the run."""
     asked = len(questions(sandbox))
     run_id = deployment.trigger(HITL_DAG)
@@ -48,6 +69,10 @@ def approval_run(deployment: Deployment, sandbox, answer) -> tuple[str, dict]:
         f"task_id='approve_load', run_id='{run_id}'"
     )
     wait_until(lambda: exited in deployment.output(), 60, "the scheduler to see the deferral", deployment)
+    if look_in_a_browser:
+        page = required_actions_page(deployment, run_id)
+        assert "Also asked by SMS to +1315***0100: reply YES or NO." in page, page[-3000:]
+        assert "into the warehouse?" in page
     answer(run_id)
     assert deployment.wait_for_run(HITL_DAG, run_id) == "success"
     tasks = {ti["task_id"]: ti["state"] for ti in deployment.task_instances(HITL_DAG, run_id)}
@@ -75,6 +100,10 @@ def test_approvals_by_sms_and_by_the_rest_api_in_a_real_deployment(tmp_path, san
         assert tasks == {"approve_load": "success", "load": "success"}
         detail = hitl_detail(deployment, run_id)
         assert detail["response_received"] is True and detail["chosen_options"] == ["Approve"], detail
+        # The record says where the question went; the approver gets the recorded answer back.
+        assert detail["body"].endswith("\n\nAlso asked by SMS to +1315***0100: reply YES or NO."), detail["body"]
+        assert [m["message"] for m in sandbox.ledger() if m["message"].startswith("Recorded:")] == [
+            f"Recorded: Approve. (Load {run_day(detail)} into the warehouse?)"]
 
         # 2. Rejected by SMS: the load is skipped, and the record says Reject.
         run_id, tasks = approval_run(deployment, sandbox, lambda _: sandbox.inject_incoming(SENDER, APPROVER, "No."))
@@ -90,10 +119,13 @@ def test_approvals_by_sms_and_by_the_rest_api_in_a_real_deployment(tmp_path, san
             assert response.ok, f"{response.status_code} {response.text[:2000]}"
 
         sent = len(sandbox.ledger())
-        run_id, tasks = approval_run(deployment, sandbox, answer_by_api)
+        run_id, tasks = approval_run(deployment, sandbox, answer_by_api, look_in_a_browser=True)
         assert tasks == {"approve_load": "success", "load": "success"}
         detail = hitl_detail(deployment, run_id)
         assert detail["chosen_options"] == ["Approve"] and detail["responded_by_user"] is not None, detail
-        assert len(sandbox.ledger()) == sent + 1, "one question by SMS, nothing else"
+        question, closed = sandbox.ledger()[sent:]
+        assert "Reply YES to approve" in question["message"]
+        assert closed["receiver"] == APPROVER and closed["message"] == (
+            f"Closed: Load {run_day(detail)} into the warehouse? was answered in Airflow (Approve). No reply needed.")
     finally:
         deployment.stop()

@@ -1,6 +1,7 @@
 """Inbound SMS in a real Airflow 3 deployment (`airflow standalone`: scheduler, triggerer, DAG processor,
 API server): an incoming STOP that starts a DAG run through an asset watcher, whose cursor survives a
-restart of Airflow without replaying or missing a message. (Approvals: test_hitl_deployment.py.)"""
+restart of Airflow without replaying or missing a message; a HELP through a `MessageQueueTrigger(scheme=
+"easify")` watcher. (Approvals: test_hitl_deployment.py.)"""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tests.conftest import conn_json
 from tests.deployment.test_deployment import REPO, Deployment
 
 SENDER = "+13155550100"
+HELP_DAG = "example_easify_keyword_help"
 
 
 def wait_until(condition, timeout: float, what: str, deployment: Deployment):
@@ -51,7 +53,7 @@ def test_inbound_sms_in_a_real_deployment(tmp_path, sandbox):
         deployment.start()
 
         # 1. An incoming STOP starts the keyword DAG through the asset watcher; its task sees the payload.
-        wait_until(lambda: stored_cursors(deployment), 120, "the watcher's first poll", deployment)
+        wait_until(lambda: len(stored_cursors(deployment)) >= 2, 120, "both watchers' first poll", deployment)
         sandbox.inject_incoming(SENDER, "+13151350001", "stop")
         sandbox.inject_incoming(SENDER, "+13151350002", "when is the sale?")  # no keyword: no run
         wait_until(lambda: "+13151350001" in opt_outs(deployment), 120, "the opt-out", deployment)
@@ -64,7 +66,15 @@ def test_inbound_sms_in_a_real_deployment(tmp_path, sandbox):
         reached = {m["receiver"] for m in sandbox.ledger() if m["message"].startswith("Spring sale")}
         assert reached == {"+13151350000", "+13151350002"}
 
-        # 2. Airflow stops; a STOP arrives meanwhile; after the restart it is handled once, the old one not again.
+        # 2. HELP starts the help DAG through its MessageQueueTrigger(scheme="easify") watcher: one answer.
+        sandbox.inject_incoming(SENDER, "+13151350004", "Help")
+        wait_until(lambda: deployment.get(f"dags/{HELP_DAG}/dagRuns")["dag_runs"], 120, "the HELP run", deployment)
+        [run] = deployment.get(f"dags/{HELP_DAG}/dagRuns")["dag_runs"]
+        assert deployment.wait_for_run(HELP_DAG, run["dag_run_id"]) == "success"
+        answers = [m["receiver"] for m in sandbox.ledger() if m["message"].startswith("Easify demo: reply STOP")]
+        assert answers == ["+13151350004"]
+
+        # 3. Airflow stops; a STOP arrives meanwhile; after the restart it is handled once, the old one not again.
         deployment.stop()
         sandbox.inject_incoming(SENDER, "+13151350003", "STOP!")
         deployment.start()
