@@ -172,3 +172,27 @@ def test_dag_file_imports_stay_light(module):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_message_queue_provider_is_registered_and_optional():
+    """`MessageQueueTrigger(scheme="easify")` builds the inbound trigger; without common.messaging the
+    queue module says what to install and nothing else changes."""
+    from airflow_provider_easify.triggers.inbound import EasifyInboundSmsTrigger
+
+    [path] = get_provider_info()["queues"]
+    module, _, name = path.rpartition(".")
+    try:
+        import airflow.providers.common.messaging  # noqa: F401
+    except ImportError:
+        from airflow.providers.common.compat.sdk import AirflowOptionalProviderFeatureException
+
+        with pytest.raises(AirflowOptionalProviderFeatureException, match="common-messaging"):
+            importlib.import_module(module)
+        return
+    provider = getattr(importlib.import_module(module), name)()
+    assert provider.scheme_matches("easify") and not provider.scheme_matches("sqs")
+    assert provider.trigger_class() is EasifyInboundSmsTrigger
+    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+
+    wrapped = MessageQueueTrigger(scheme="easify", account_numbers=["+13155550100"], pattern="stop")
+    assert wrapped.serialize() == EasifyInboundSmsTrigger(account_numbers=["+13155550100"], pattern="stop").serialize()

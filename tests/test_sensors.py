@@ -114,7 +114,8 @@ with DAG("easify_status_sensor", schedule=None, start_date=datetime(2024, 1, 1),
 
 def test_status_sensor_in_airflow(airflow_home, sandbox):
     # Polls every 0.3 s are far above the API's 60 reads a minute: this test is not about rate limits.
-    sandbox.configure(pending_seconds=0.5, delivered_seconds=1.5, read_limit=0)
+    # Delivery takes 4 s, longer than a task takes to start on any Airflow line, so each sensor waits.
+    sandbox.configure(pending_seconds=0.5, delivered_seconds=4, read_limit=0)
     airflow_home.add_dag("easify_status_sensor", STATUS_DAG)
 
     result = airflow_home.dags_test("easify_status_sensor")

@@ -28,7 +28,7 @@ def default_text(context: Mapping[str, Any], hitl: Mapping[str, str] | None = No
     if context.get("deadline") is not None:
         return _deadline_text(context)
     if hitl is not None:
-        return _fit("Airflow needs your answer: {subject} {link}",
+        return _fit("Airflow needs your answer: {subject}{link}",
                     {"subject": hitl["easify_hitl_subject"]}, link=hitl["easify_hitl_link"])
     if "reason" in context:
         return _dag_text(context)
