@@ -132,12 +132,12 @@ def test_example_dags_import_cleanly_with_dagbag(tmp_path, monkeypatch):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         bag = DagBag(dag_folder=str(REPO / "example_dags"))
-    # Asset watchers (and common.messaging) need Airflow 3, human-in-the-loop 3.1.
+    # Asset watchers (and common.messaging) need Airflow 3, human-in-the-loop and Deadline Alerts 3.1.
     unavailable = set()
     if airflow_version() < Version("3.0.0"):
         unavailable.add("example_easify_keyword_opt_out.py")
-    if airflow_version() < Version(HITL_MIN_AIRFLOW):
-        unavailable.add("example_easify_hitl_approval.py")
+    if airflow_version() < Version(HITL_MIN_AIRFLOW):  # Deadline Alerts are 3.1+ too
+        unavailable |= {"example_easify_hitl_approval.py", "example_easify_deadline_alert.py"}
     assert {Path(path).name for path in bag.import_errors} == unavailable, bag.import_errors
     if "example_easify_keyword_opt_out.py" not in unavailable:
         assert {"example_easify_keyword_opt_out", "example_easify_keyword_help", "example_easify_campaign"} <= set(

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowSkipException, TaskDeferred
+from packaging.version import Version
 
 from airflow_provider_easify.exceptions import (
     EasifyAuthError,
@@ -30,6 +31,7 @@ from airflow_provider_easify.exceptions import (
 from airflow_provider_easify.sandbox.models import BASIC_TOKEN
 from airflow_provider_easify.sensors.sms import EasifySmsReplySensor, EasifySmsStatusSensor
 from airflow_provider_easify.triggers.sms import EasifySmsReplyTrigger, EasifySmsStatusTrigger
+from airflow_provider_easify.utils.hitl_support import airflow_version
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SENDER = "+13155550100"
@@ -121,8 +123,15 @@ def test_status_sensor_in_airflow(airflow_home, sandbox):
     result = airflow_home.dags_test("easify_status_sensor")
 
     log = result.output
-    for mode in ("deferrable", "poke", "reschedule"):
-        assert result.tasks[f"delivered_{mode}"] == "success", log[-6000:]
+    modes = ["deferrable", "poke", "reschedule"]
+    if airflow_version() < Version("3.1.0"):
+        # Airflow 3.0's task SDK fails every mode="reschedule" sensor when it is rescheduled (it subtracts
+        # the start date read back as text); Airflow's bug, fixed in 3.1 and documented in docs/versions.md.
+        assert result.tasks["delivered_reschedule"] == "failed"
+        assert "unsupported operand type(s) for -: 'datetime.datetime' and 'str'" in log
+        modes.remove("reschedule")
+    for mode in modes:
+        assert result.tasks[f"delivered_{mode}"] == "success", f"{result.tasks}\n{log[-6000:]}"
         assert result.xcoms[f"delivered_{mode}"] == "Delivered"
     # The lifecycle was really waited for: deferrals ran their trigger, reschedule mode rescheduled.
     # (delivered_deferrable always defers; the others only when they start before the failure or the
@@ -138,8 +147,8 @@ def test_status_sensor_in_airflow(airflow_home, sandbox):
         assert (result.tasks[f"never_found_{mode}"], result.tries[f"never_found_{mode}"]) == ("failed", 1)
     assert log.count("ended Failed: Carrier rejected the message") >= 2
     assert log.count("SMS 987654321 from +1315***0100 to +1315***0000 was never found in the conversation") >= 2
-    assert "+13151350000" not in log and "+13151359990" not in log
-    assert sandbox.token not in log
+    assert "+13151350000" not in result.log and "+13151359990" not in result.log
+    assert sandbox.token not in result.log
 
 
 # ---------------------------------------------------------------------- DAG runs: reply sensor
@@ -233,9 +242,9 @@ def test_reply_sensor_in_airflow(airflow_home, sandbox):
     assert "1 reply(ies) did not match the pattern" in log
     # Reply texts are not logged (only returned); phone numbers are masked.
     for text in ("maybe later", "No, hold it"):
-        assert text not in log
-    assert "+13151350002" not in log
-    assert sandbox.token not in log
+        assert text not in result.log
+    assert "+13151350002" not in result.log
+    assert sandbox.token not in result.log
 
 
 # ---------------------------------------------------------------------- DAG runs: the example DAGs
@@ -274,7 +283,7 @@ def test_example_sms_approval(airflow_home, sandbox):
     assert reply["message"] == "Yes, go ahead" and int(reply["id"]) > int(question["id"])
     assert result.tasks["run_tonights_load"] == "success"
     assert result.tasks["skip_tonights_load"] == "skipped"
-    assert "Yes, go ahead" not in result.output
+    assert "Yes, go ahead" not in result.log
 
 
 # ---------------------------------------------------------------------- triggers

@@ -799,4 +799,4 @@ def test_daily_dag_through_airflow(sandbox, s3, s3_endpoint, airflow_home):
     contacts = run.xcoms["contacts_to_s3"]
     assert contacts["rows"] == len(sandbox.state.contacts)
     assert contacts["s3_uri"] == f"s3://{s3.bucket}/easify/contacts/dt={partition.isoformat()}/contacts.jsonl"
-    assert sandbox.token not in run.output
+    assert sandbox.token not in run.log

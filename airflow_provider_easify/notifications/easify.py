@@ -60,7 +60,15 @@ class EasifySmsNotifier(BaseNotifier):
         # Built in Python, never rendered as a template: names in it (a run id, a subject) stay as they are.
         ctx["easify_default_text"] = default_text(context, hitl)
         self.message = self._message_template  # one notifier may serve several callbacks: render afresh
-        super().render_template_fields(context, jinja_env)
+        # Airflow 3.0's BaseNotifier reads context["dag"], which a Deadline Alert's context lacks.
+        borrowed_dag = "dag" not in ctx
+        if borrowed_dag:
+            ctx["dag"] = None
+        try:
+            super().render_template_fields(context, jinja_env)
+        finally:
+            if borrowed_dag:
+                del ctx["dag"]
         if self.message is None:
             self.message = ctx["easify_default_text"]
 

@@ -38,8 +38,14 @@ def answer_when_asked(sandbox, *replies: str, number: str = APPROVER) -> threadi
     return thread
 
 
+def no_rate_limits(airflow_home, sandbox) -> None:
+    """These tests are about answers, not budgets: no pacing between the question, hints and follow-ups."""
+    sandbox.configure(send_limit=0, read_limit=0)
+    airflow_home.set_easify_extra(read_per_minute=0, send_per_minute=0)
+
+
 def run_example(airflow_home, sandbox, *replies: str, poll_interval: int | None = None):
-    airflow_home.set_easify_extra(read_per_minute=0)
+    no_rate_limits(airflow_home, sandbox)
     airflow_home.env["AIRFLOW__API__BASE_URL"] = "http://airflow.example.com"
     source = (EXAMPLES / "example_easify_hitl_approval.py").read_text()
     if poll_interval is not None:
@@ -70,9 +76,9 @@ def test_approved_by_sms_under_dags_test(airflow_home, sandbox):
     [confirmation] = [m for m in sandbox.ledger() if m["message"].startswith("Recorded:")]
     assert confirmation["receiver"] == APPROVER
     assert re.fullmatch(r"Recorded: Approve\. \(Load \d{4}-\d\d-\d\d into the warehouse\?\)", confirmation["message"])
-    assert "Yes!" not in result.output, "reply texts are never logged"
+    assert "Yes!" not in result.log, "reply texts are never logged"
     # Airflow < 3.3's in-process supervisor echoes the unhandled HITL request, the DAG's params with it.
-    ours = "\n".join(line for line in result.output.splitlines() if "UpdateHITLDetail" not in line)
+    ours = "\n".join(line for line in result.log.splitlines() if "UpdateHITLDetail" not in line)
     assert APPROVER not in ours, "numbers are masked in logs"
 
 
@@ -86,6 +92,7 @@ def test_rejected_by_sms_skips_the_load_and_other_replies_get_one_hint(airflow_h
 
 
 def test_fail_on_reject_and_the_timeout_default(airflow_home, sandbox):
+    no_rate_limits(airflow_home, sandbox)
     airflow_home.add_dag("hitl_variants", f"""
         from datetime import timedelta
         import pendulum
@@ -124,6 +131,7 @@ def test_fail_on_reject_and_the_timeout_default(airflow_home, sandbox):
 
 
 def test_a_notifier_texts_any_hitl_tasks_subject_and_link(airflow_home, sandbox):
+    no_rate_limits(airflow_home, sandbox)
     airflow_home.env["AIRFLOW__API__BASE_URL"] = "http://airflow.example.com"
     airflow_home.add_dag("hitl_notifier", f"""
         import pendulum
