@@ -41,6 +41,7 @@ from airflow_provider_easify.exceptions import EasifyApiError, EasifyRateLimitEr
 from airflow_provider_easify.transport import PacingDeferred
 from airflow_provider_easify.utils.inbound import InboundCursor, InboundScan, scan_incoming
 from airflow_provider_easify.utils.phone import sender_digits
+from airflow_provider_easify.utils.triggerer_sends import in_a_thread
 from airflow_provider_easify.utils.waiting import ReplyWait, StatusWait, fetch_replies, fetch_status_rows
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class SharedPoller:
                 waiters = list(self.waiters)
                 wait = min(waiter.interval for waiter in waiters)
                 try:
-                    rows = await asyncio.to_thread(self._fetch, hook, waiters)
+                    rows = await in_a_thread(self._fetch, hook, waiters)
                 except PacingDeferred as deferred:
                     await asyncio.sleep(deferred.delay)  # the slot is reserved: the round goes out when it opens
                     continue

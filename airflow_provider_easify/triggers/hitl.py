@@ -23,7 +23,11 @@ from airflow_provider_easify.exceptions import EasifyApiError, EasifyRateLimitEr
 from airflow_provider_easify.transport import PacingDeferred  # noqa: E402
 from airflow_provider_easify.utils.inbound import approval_choice  # noqa: E402
 from airflow_provider_easify.utils.phone import mask_phone  # noqa: E402
-from airflow_provider_easify.utils.triggerer_sends import call_on_the_loop, send_sms_on_the_loop  # noqa: E402
+from airflow_provider_easify.utils.triggerer_sends import (  # noqa: E402
+    call_on_the_loop,
+    in_a_thread,
+    send_sms_on_the_loop,
+)
 from airflow_provider_easify.utils.waiting import ReplyWait, error_pause, fetch_replies  # noqa: E402
 
 #: The answer to a reply that is neither yes nor no (sent at most once per number).
@@ -200,7 +204,7 @@ class EasifySmsApprovalTrigger(HITLTrigger):
 
     async def _sms_answer(self, hook: Any) -> TriggerEvent | None:
         waits = [ReplyWait(q["to_number"], q["after_id"]) for q in self.questions]
-        replies = await asyncio.to_thread(self._fetch, hook, waits)
+        replies = await in_a_thread(self._fetch, hook, waits)
         for number, row in sorted(
             ((number, row) for number, rows in replies.items() for row in rows),
             key=lambda item: int(str(item[1].get("id") or 0)),

@@ -22,13 +22,26 @@ from airflow_provider_easify.exceptions import EasifyRateLimitError, EasifyServe
 from airflow_provider_easify.transport import PacingDeferred
 
 
+async def in_a_thread(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)`` in a worker thread of a trigger.
+
+    Through asgiref, not ``asyncio.to_thread``: what the function asks Airflow (a connection lookup)
+    goes to the triggerer's supervisor from its own event loop, under its lock. From a bare thread it
+    would start a second loop on the same pipe, and Airflow 3.1's triggerer then dies with "Response
+    read out of order".
+    """
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(function, thread_sensitive=False)(*args, **kwargs)
+
+
 async def call_on_the_loop(hook: Any, function: Any, *args: Any, **kwargs: Any) -> Any:
     """``function(*args, **kwargs)`` (a read of ``hook``, a trigger hook) in a worker thread, its waits for
     budget slept on the event loop."""
     while True:
         hook.transport.new_unit_of_work()
         try:
-            return await asyncio.to_thread(function, *args, **kwargs)
+            return await in_a_thread(function, *args, **kwargs)
         except PacingDeferred as deferred:
             await asyncio.sleep(deferred.delay)
 
@@ -49,7 +62,7 @@ async def send_sms_on_the_loop(
     while True:
         hook.transport.new_unit_of_work()
         try:
-            return await asyncio.to_thread(hook.send_sms, from_number, to_number, message, country_code=country_code)
+            return await in_a_thread(hook.send_sms, from_number, to_number, message, country_code=country_code)
         except PacingDeferred as deferred:  # nothing posted; the slot is reserved
             await asyncio.sleep(deferred.delay)
         except EasifyRateLimitError as exc:

@@ -83,6 +83,7 @@ class Deployment:
             **env,
         )
         self.proc: subprocess.Popen | None = None
+        self._token: str | None = None
 
     def start(self, timeout: float = 180) -> None:
         self._log = open(self.log_path, "w")
@@ -127,6 +128,14 @@ class Deployment:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def headers(self) -> dict[str, str]:
+        """A bearer token from the simple auth manager's all-admins mode: Airflow 3.1's API wants one (3.2+
+        serves all-admins requests without), and every line hands it out at ``GET /auth/token``."""
+        if self._token is None:
+            response = requests.get(f"{self.base}/auth/token", timeout=10)
+            self._token = response.json().get("access_token", "") if response.ok else ""
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
     def api(self, method: str, path: str, attempts: int = 4, **kwargs: Any) -> requests.Response:
         """Airflow's REST API, retrying 5xx answers.
 
@@ -134,7 +143,9 @@ class Deployment:
         scheduler, the DAG processor and the API server write at the same moment; that is Airflow's, not ours.
         """
         for attempt in range(1, attempts + 1):
-            response = requests.request(method, f"{self.base}/api/v2/{path}", timeout=30, **kwargs)
+            response = requests.request(
+                method, f"{self.base}/api/v2/{path}", timeout=30, headers=self.headers(), **kwargs
+            )
             if response.status_code < 500 or attempt == attempts:
                 return response
             print(f"{method} {path}: {response.status_code} {response.text[:2000]}; retrying")
@@ -149,7 +160,7 @@ class Deployment:
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            response = requests.get(f"{self.base}/api/v2/dags/{dag_id}", timeout=10)
+            response = requests.get(f"{self.base}/api/v2/dags/{dag_id}", timeout=10, headers=self.headers())
             if response.ok:
                 return
             time.sleep(1)
@@ -193,7 +204,7 @@ class Deployment:
         response = requests.get(
             f"{self.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
             params={"full_content": "true"},
-            headers={"Accept": "application/json"},
+            headers={"Accept": "application/json", **self.headers()},
             timeout=30,
         )
         return json.dumps(response.json())
