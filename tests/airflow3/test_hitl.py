@@ -83,7 +83,7 @@ def test_approved_by_sms_under_dags_test(airflow_home, sandbox):
 
 
 def test_rejected_by_sms_skips_the_load_and_other_replies_get_one_hint(airflow_home, sandbox):
-    result = run_example(airflow_home, sandbox, "what is this?", "later", "NO")
+    result = run_example(airflow_home, sandbox, "what is this?", "later", "NO", poll_interval=2)
     result.assert_success()
     assert result.tasks == {"approve_load": "success", "load": "skipped"}
     assert result.xcoms["approve_load"]["chosen_options"] == ["Reject"]
