@@ -55,6 +55,9 @@ def migrate_template(home: Path) -> Path:
 #: e.g. "Sending request msg=SetRenderedFields(..., type='SetRenderedFields')". Those are Airflow's output
 #: of what it was given, not a log the provider writes; what the provider logs is the rest.
 _PROTOCOL_ECHO = re.compile(r"type='[A-Z][A-Za-z]+'\)")
+#: Airflow 3.0's console prints a failed task's traceback in a box with every frame's local variables
+#: (``│ │ row = {...}``): Airflow's rendering, fixed in 3.1, documented in docs/versions.md.
+_TRACEBACK_BOX = re.compile(r"^[│╭╰]")
 
 
 @dataclasses.dataclass
@@ -69,7 +72,13 @@ class DagRunResult:
     @property
     def log(self) -> str:
         """The output without Airflow's echo of the task runner's protocol (see ``_PROTOCOL_ECHO``)."""
-        return "\n".join(line for line in self.output.splitlines() if not _PROTOCOL_ECHO.search(line))
+        from airflow_provider_easify.utils.hitl_support import airflow_version
+
+        boxed = airflow_version().release[:2] == (3, 0)
+        return "\n".join(
+            line for line in self.output.splitlines()
+            if not _PROTOCOL_ECHO.search(line) and not (boxed and _TRACEBACK_BOX.match(line))
+        )
 
     def assert_success(self) -> None:
         assert self.state == "success", f"DAG run ended {self.state}; tasks {self.tasks}\n{self.output[-6000:]}"
