@@ -210,6 +210,16 @@ class Deployment:
         return json.dumps(response.json())
 
 
+def wait_until(condition, timeout: float, what: str, deployment: Deployment):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}:\n{deployment.output()[-6000:]}")
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

@@ -8,27 +8,16 @@ from __future__ import annotations
 import re
 import subprocess
 import tempfile
-import time
 
 from packaging.version import Version
 
 from airflow_provider_easify.utils.hitl_support import airflow_version
 from tests.conftest import conn_json
-from tests.deployment.test_deployment import REPO, Deployment
+from tests.deployment.test_deployment import REPO, Deployment, wait_until
 
 SENDER = "+13155550100"
 APPROVER = "+13151350100"
 HITL_DAG = "example_easify_hitl_approval"
-
-
-def wait_until(condition, timeout: float, what: str, deployment: Deployment):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}:\n{deployment.output()[-6000:]}")
 
 
 def questions(sandbox) -> list[dict]:

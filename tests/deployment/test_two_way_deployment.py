@@ -10,20 +10,10 @@ import sqlite3
 import time
 
 from tests.conftest import conn_json
-from tests.deployment.test_deployment import REPO, Deployment
+from tests.deployment.test_deployment import REPO, Deployment, wait_until
 
 SENDER = "+13155550100"
 HELP_DAG = "example_easify_keyword_help"
-
-
-def wait_until(condition, timeout: float, what: str, deployment: Deployment):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}:\n{deployment.output()[-6000:]}")
 
 
 def stored_cursors(deployment: Deployment) -> list[dict]:
